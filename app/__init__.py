@@ -1,0 +1,1 @@
+"""The FastAPI server: uploads, jobs, models, predictions, evaluations. Never imports torch."""

@@ -1,0 +1,1 @@
+"""The `nnsvc` command line."""

@@ -1,0 +1,1 @@
+"""The method as a plain library: no web, database or queue imports."""

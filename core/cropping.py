@@ -62,7 +62,8 @@ def crop_to_nonzero(
     """Crop (channels, z, y, x) data, and its (1, z, y, x) seg, to the nonzero bounding box.
 
     Returns the cropped data, the cropped seg with -1 outside the nonzero region (a synthetic int8 map of
-    0 inside and -1 outside when no seg is given) and the box. Filling holes only inside the box gives
+    0 inside and -1 outside when no seg is given) and the box. The seg's type is promoted to a signed
+    one where needed. Filling holes only inside the box gives
     the same mask as filling the whole image: a background region touching the box's face touches the
     empty space around it.
     """
@@ -75,6 +76,7 @@ def crop_to_nonzero(
     cropped = data[(slice(None), *spatial)]
     if seg is None:
         return cropped, np.where(mask, np.int8(0), np.int8(OUTSIDE_LABEL))[None], box
-    cropped_seg = seg[(slice(None), *spatial)].copy()
+    # Promote unsigned label types (uint8 -> int16, ...) so that -1 fits.
+    cropped_seg = seg[(slice(None), *spatial)].astype(np.result_type(seg.dtype, np.int8))
     cropped_seg[(cropped_seg == 0) & ~mask[None]] = OUTSIDE_LABEL
     return cropped, cropped_seg, box

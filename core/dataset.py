@@ -107,19 +107,17 @@ def parse_dataset_json(data: object) -> DatasetSpec:
 
 def _parse_channel_names(value: object, problems: list[str]) -> dict[str, str]:
     if not isinstance(value, dict) or not value:
-        problems.append("dataset.json: channel_names must be a non-empty object like {\"0\": \"CT\"}")
+        problems.append('dataset.json: channel_names must be a non-empty object like {"0": "CT"}')
         return {}
     expected = [str(i) for i in range(len(value))]
     if sorted(value, key=lambda k: int(k) if str(k).isdigit() else -1) != expected:
-        problems.append(
-            f"dataset.json: channel_names keys must be 0..{len(value) - 1}, got {sorted(value)}"
-        )
+        problems.append(f"dataset.json: channel_names keys must be 0..{len(value) - 1}, got {sorted(value)}")
     return {str(k): str(v) for k, v in value.items()}
 
 
 def _parse_labels(value: object, problems: list[str]) -> dict[str, LabelValue]:
     if not isinstance(value, dict) or not value:
-        problems.append("dataset.json: labels must be a non-empty object like {\"background\": 0}")
+        problems.append('dataset.json: labels must be a non-empty object like {"background": 0}')
         return {}
     labels: dict[str, LabelValue] = {}
     for name, raw in value.items():
@@ -127,8 +125,10 @@ def _parse_labels(value: object, problems: list[str]) -> dict[str, LabelValue]:
             problems.append(f"dataset.json: label '{name}' must be an integer or a list of integers")
         elif isinstance(raw, int):
             labels[name] = raw
-        elif isinstance(raw, list | tuple) and raw and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in raw
+        elif (
+            isinstance(raw, list | tuple)
+            and raw
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
         ):
             labels[name] = raw[0] if len(raw) == 1 else tuple(raw)
         else:
@@ -162,9 +162,7 @@ def _parse_regions_class_order(
         return None
     n_regions = sum(1 for n in labels if n not in ("background", "ignore"))
     if not isinstance(order, list) or len(order) != n_regions:
-        problems.append(
-            f"dataset.json: region labels need 'regions_class_order' with {n_regions} integers"
-        )
+        problems.append(f"dataset.json: region labels need 'regions_class_order' with {n_regions} integers")
         return None
     return tuple(int(v) for v in order)
 

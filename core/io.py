@@ -116,8 +116,7 @@ def read_image(paths: Sequence[Path]) -> tuple[np.ndarray, Geometry]:
         volume = as_volume(image)
         if volumes and volume.shape != volumes[0].shape:
             raise ImageReadError(
-                f"{Path(path).name}: shape {volume.shape} differs from the first channel's "
-                f"{volumes[0].shape}"
+                f"{Path(path).name}: shape {volume.shape} differs from the first channel's {volumes[0].shape}"
             )
         if not np.allclose(image.GetSpacing(), geometry.itk_spacing, rtol=1e-4, atol=1e-6):
             raise ImageReadError(

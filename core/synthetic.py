@@ -29,9 +29,7 @@ class SyntheticSpec:
     shape_jitter: float = 0.1
     background_value: float = 0.0
     is_oblique: bool = False
-    labels: dict[str, int] = field(
-        default_factory=lambda: {"background": 0, "organ": 1, "lesion": 2}
-    )
+    labels: dict[str, int] = field(default_factory=lambda: {"background": 0, "organ": 1, "lesion": 2})
     file_ending: str = ".nii.gz"
 
 
@@ -70,9 +68,7 @@ def random_direction(rng: np.random.Generator) -> tuple[float, ...]:
     return tuple(float(v) for v in q.ravel())
 
 
-def draw_case(
-    spec: SyntheticSpec, rng: np.random.Generator
-) -> tuple[list[np.ndarray], np.ndarray, Geometry]:
+def draw_case(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, Geometry]:
     """One case: a volume per channel (z, y, x), its label map and its geometry."""
     is_2d = spec.shape[0] == 1
     scale = 1 + rng.uniform(-spec.spacing_jitter, spec.spacing_jitter, 3)

@@ -1,0 +1,74 @@
+"""`nnsvc`: the command line. Each subcommand parses, calls one `core` front door and prints.
+
+A user's mistake ends in a readable list of problems and exit code 1 (2 for wrong usage), never a
+traceback; `--debug` shows the traceback for reporting a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from cli import dataset_commands
+from core.dataset import DatasetError
+from core.io import ImageReadError
+from core.parallel import WorkerDiedError
+from core.plans import PlansError, UnknownConfigurationError
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    DatasetError,
+    PlansError,
+    ImageReadError,
+    UnknownConfigurationError,
+    WorkerDiedError,
+    FileNotFoundError,
+    PermissionError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnsvc",
+        description="A self-configuring segmentation service: the nnU-Net method, planned for you.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dataset_commands.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = arguments.handler
+    try:
+        return handler(arguments)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if arguments.debug:
+            raise
+        report_error(error)
+        return 1
+    except Exception as error:
+        if arguments.debug:
+            raise
+        print(
+            f"unexpected error: {type(error).__name__}: {error}\n"
+            "  rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def report_error(error: Exception) -> None:
+    """One line per problem; exceptions that collect problems carry them as `.problems`."""
+    problems = getattr(error, "problems", None) or [str(error).strip("'\"") or type(error).__name__]
+    print(f"error: {len(problems)} problem(s):" if len(problems) > 1 else "error:", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
