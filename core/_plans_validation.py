@@ -153,8 +153,7 @@ def check_plans_top_level(data: dict, problems: list[str]) -> None:
         and [forward[b] for b in backward] != [0, 1, 2]
     ):
         problems.append(
-            f"{where}: transpose_backward {backward} is not the inverse of "
-            f"transpose_forward {forward}"
+            f"{where}: transpose_backward {backward} is not the inverse of transpose_forward {forward}"
         )
     configurations = data.get("configurations")
     if "configurations" in data and not (isinstance(configurations, dict) and configurations):
@@ -215,9 +214,7 @@ def convert_flat_layout(document: dict, where: str, problems: list[str]) -> dict
     """Rebuild `architecture` from the flat keys of early v2 plans, as ConfigurationManager does."""
     if "architecture" in document or "UNet_class_name" not in document:
         return document
-    missing = [
-        key for key in FLAT_LAYOUT_KEYS if key not in document and key != "num_pool_per_axis"
-    ]
+    missing = [key for key in FLAT_LAYOUT_KEYS if key not in document and key != "num_pool_per_axis"]
     class_name = document["UNet_class_name"]
     if class_name not in FLAT_LAYOUT_CLASSES:
         problems.append(f"{where}: old-layout UNet_class_name {class_name!r} cannot be converted")
@@ -282,12 +279,8 @@ def check_configuration(document: dict, where: str, problems: list[str]) -> bool
         "resampling_fn_probabilities_kwargs",
     ):
         _require(document, key, lambda v: isinstance(v, dict), "an object", where, problems)
-    _require(
-        document, "batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1", where, problems
-    )
-    _require(
-        document, "batch_dice", lambda v: isinstance(v, bool), "true or false", where, problems
-    )
+    _require(document, "batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1", where, problems)
+    _require(document, "batch_dice", lambda v: isinstance(v, bool), "true or false", where, problems)
     patch = document.get("patch_size")
     if "patch_size" in document and not (
         _is_list_of(patch, lambda v: _is_int(v) and v >= 1) and len(patch) in (2, 3)
@@ -328,9 +321,7 @@ def check_configuration(document: dict, where: str, problems: list[str]) -> bool
     return len(problems) == before
 
 
-def _check_architecture(
-    architecture: object, dim: int | None, where: str, problems: list[str]
-) -> None:
+def _check_architecture(architecture: object, dim: int | None, where: str, problems: list[str]) -> None:
     if not isinstance(architecture, dict):
         problems.append(f"{where}: must be an object")
         return

@@ -70,3 +70,21 @@ CLASS_LOCATIONS_MIN_SAMPLES = 10000
 CLASS_LOCATIONS_MIN_COVERAGE = 0.01
 # The preprocessed label map is int8 unless a label exceeds this value, then int16 (4.1, step 8).
 SEG_INT8_MAX_LABEL = 127
+
+# --- Training (METHOD.md 5) ---
+# SGD with Nesterov momentum; the learning rate decays polynomially, once per epoch (5.1).
+TRAINING_INITIAL_LR = 1e-2
+TRAINING_SGD_MOMENTUM = 0.99
+TRAINING_SGD_NESTEROV = True
+TRAINING_WEIGHT_DECAY = 3e-5
+TRAINING_POLY_LR_EXPONENT = 0.9
+# Soft Dice: added to numerator and denominator; the denominator is clamped at the floor (5.2).
+TRAINING_DICE_SMOOTH = 1e-5
+TRAINING_DICE_DENOMINATOR_MIN = 1e-8
+# Pseudo-Dice moving average: ema = DECAY * previous + (1 - DECAY) * current (5.6).
+TRAINING_PSEUDO_DICE_EMA_DECAY = 0.9
+# Cross-validation: KFold over the sorted case identifiers with this seed; a fold past the last split
+# is a random split keeping this fraction for training, seeded with SPLITS_SEED + fold (5.10).
+SPLITS_NUM_FOLDS = 5
+SPLITS_SEED = 12345
+SPLITS_RANDOM_TRAIN_FRACTION = 0.8

@@ -103,7 +103,7 @@ def normalization_for_channels(
 
 
 @dataclass(frozen=True)
-class _Context:
+class PlanningContext:
     """What every configuration of one planning run shares."""
 
     preset: PlannerPreset
@@ -113,11 +113,11 @@ class _Context:
     use_mask_for_norm: tuple[bool, ...]
 
 
-def _architecture(topology: Topology, context: _Context) -> ArchitecturePlan:
+def architecture_for(topology: Topology, preset: PlannerPreset) -> ArchitecturePlan:
+    """The network kwargs for a topology: features double per stage up to the cap (3.1, 3.9)."""
     dim = len(topology.patch_size)
     n_stages = topology.n_stages
     max_features = c.PLANNING_MAX_FEATURES_3D if dim == 3 else c.PLANNING_MAX_FEATURES_2D
-    preset = context.preset
     return ArchitecturePlan(
         network_class_name=preset.network_class_name,
         arch_kwargs={
@@ -156,7 +156,7 @@ def plan_configuration(
     median_shape: np.ndarray | tuple[int, ...],
     data_identifier: str,
     approximate_n_voxels_dataset: float,
-    context: _Context,
+    context: PlanningContext,
 ) -> ConfigurationPlan:
     """Patch, topology, batch size and settings for one configuration (METHOD.md 3.5).
 
@@ -167,15 +167,13 @@ def plan_configuration(
     preset = context.preset
     median = [float(m) for m in median_shape[:dim]]
     topology = compute_topology(spacing, _initial_patch(spacing, np.asarray(median_shape)))
-    architecture = _architecture(topology, context)
+    architecture = architecture_for(topology, preset)
     estimate = conv_feature_map_size(
         preset.network_class_name, architecture.arch_kwargs, context.num_classes, topology.patch_size
     )
     reference_value = preset.reference_value_3d if dim == 3 else preset.reference_value_2d
     reference = reference_value * (context.gpu_memory_gb / preset.reference_gb)
-    reference_bs = (
-        c.PLANNING_REFERENCE_BATCH_SIZE_3D if dim == 3 else c.PLANNING_REFERENCE_BATCH_SIZE_2D
-    )
+    reference_bs = c.PLANNING_REFERENCE_BATCH_SIZE_3D if dim == 3 else c.PLANNING_REFERENCE_BATCH_SIZE_2D
 
     def is_too_big(value: int) -> bool:
         if preset.is_shrink_scaled_by_reference_batch:
@@ -192,8 +190,12 @@ def plan_configuration(
         probe = list(patch)
         probe[axis] -= topology.shape_must_be_divisible_by[axis]
         patch[axis] -= compute_topology(spacing, probe).shape_must_be_divisible_by[axis]
+        if patch[axis] < 1:
+            raise PlanningError(
+                [f"no patch fits {context.gpu_memory_gb} GB; choose a larger GPU memory target"]
+            )
         topology = compute_topology(spacing, patch)
-        architecture = _architecture(topology, context)
+        architecture = architecture_for(topology, preset)
         estimate = conv_feature_map_size(
             preset.network_class_name,
             architecture.arch_kwargs,
@@ -232,7 +234,7 @@ def plan_lowres(
     median_shape: np.ndarray,
     num_training: int,
     data_identifier: str,
-    context: _Context,
+    context: PlanningContext,
 ) -> ConfigurationPlan | None:
     """3d_lowres: coarsen the spacing by 1.03 per step until the patch covers 25% (METHOD.md 3.6)."""
     fullres_spacing = np.asarray(fullres.spacing, dtype=np.float64)
@@ -309,7 +311,7 @@ def plan_experiment(
     schemes, masks = normalization_for_channels(
         spec.channel_names, fingerprint.median_relative_size_after_cropping
     )
-    context = _Context(
+    context = PlanningContext(
         preset=chosen,
         gpu_memory_gb=chosen.gpu_memory_target_gb if gpu_memory_gb is None else gpu_memory_gb,
         # nnU-Net sizes the heads by the raw label dict, "ignore" included (METHOD.md 3.5 step 3).
@@ -338,12 +340,8 @@ def plan_experiment(
     configurations["2d"] = replace(plan_2d, batch_dice=True)
     # A 3D configuration only when the data is 3D: one slice along the first axis means 2D images.
     if median_shape_t[0] != 1:
-        fullres = plan_configuration(
-            spacing_t, median_shape_t, identifier("3d_fullres"), n_voxels, context
-        )
-        lowres = plan_lowres(
-            fullres, median_shape_t, spec.num_training, identifier("3d_lowres"), context
-        )
+        fullres = plan_configuration(spacing_t, median_shape_t, identifier("3d_fullres"), n_voxels, context)
+        lowres = plan_lowres(fullres, median_shape_t, spec.num_training, identifier("3d_lowres"), context)
         # Batch Dice only for the fullres model that has a lowres stage (METHOD.md 3.6).
         if lowres is not None:
             configurations["3d_lowres"] = replace(lowres, next_stage="3d_cascade_fullres")
@@ -355,12 +353,8 @@ def plan_experiment(
     return Plans(
         dataset_name=dataset_name,
         plans_name=plans_name,
-        original_median_spacing_after_transp=tuple(
-            float(s) for s in np.median(spacings, 0)[forward]
-        ),
-        original_median_shape_after_transp=tuple(
-            round(float(s)) for s in np.median(shapes, 0)[forward]
-        ),
+        original_median_spacing_after_transp=tuple(float(s) for s in np.median(spacings, 0)[forward]),
+        original_median_shape_after_transp=tuple(round(float(s)) for s in np.median(shapes, 0)[forward]),
         image_reader_writer=IMAGE_READER_WRITER,
         transpose_forward=forward,
         transpose_backward=backward,

@@ -143,9 +143,7 @@ class ConfigurationPlan:
             preprocessor_name=str(data["preprocessor_name"]),
             batch_size=int(data["batch_size"]),
             patch_size=tuple(int(v) for v in data["patch_size"]),
-            median_image_size_in_voxels=tuple(
-                float(v) for v in data["median_image_size_in_voxels"]
-            ),
+            median_image_size_in_voxels=tuple(float(v) for v in data["median_image_size_in_voxels"]),
             spacing=tuple(float(v) for v in data["spacing"]),
             normalization_schemes=tuple(data["normalization_schemes"]),
             use_mask_for_norm=tuple(bool(v) for v in data["use_mask_for_norm"]),

@@ -25,6 +25,9 @@ from scipy import ndimage
 
 from core.constants import RESAMPLING_SEPARATE_Z_ANISOTROPY_THRESHOLD
 
+# Exact ties between labels decide voxels; float64 scores tie where nnU-Net's float64 scores tie.
+SEGMENTATION_SCORE_DTYPE = np.float64
+
 Spacing = Sequence[float]
 Shape = Sequence[int]
 
@@ -191,10 +194,10 @@ def _resample_labels(seg: np.ndarray, new_shape: Shape, order: int, axes: Sequen
     nearest_index = np.searchsorted(labels, _nearest_neighbour(seg, new_shape, axes))
     nearest_index = nearest_index.astype(np.int32)
     win = np.zeros(tuple(new_shape), dtype=np.int32)
-    best = np.zeros(tuple(new_shape), dtype=np.float32)
+    best = np.zeros(tuple(new_shape), dtype=SEGMENTATION_SCORE_DTYPE)
     nearest_score = np.zeros_like(best)
     for index, label in enumerate(labels):
-        score = _zoom((seg == label).astype(np.float32), new_shape, order, axes)
+        score = _zoom((seg == label).astype(SEGMENTATION_SCORE_DTYPE), new_shape, order, axes)
         np.copyto(win, index, where=score > best)
         np.maximum(best, score, out=best)
         np.copyto(nearest_score, score, where=nearest_index == index)

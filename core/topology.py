@@ -39,9 +39,7 @@ def pad_to_multiple(shape: Sequence[float], divisors: Sequence[int]) -> tuple[in
     return tuple(int(math.ceil(size / d) * d) for size, d in zip(shape, divisors, strict=True))
 
 
-def _poolable_axes(
-    spacing: Sequence[float], size: Sequence[float], min_edge_length: int
-) -> list[int]:
+def _poolable_axes(spacing: Sequence[float], size: Sequence[float], min_edge_length: int) -> list[int]:
     """Axes that can be halved at this stage (METHOD.md 3.5 step 2)."""
     # An axis must keep at least `min_edge_length` voxels after halving.
     candidates = [axis for axis in range(len(size)) if size[axis] >= 2 * min_edge_length]
@@ -78,10 +76,7 @@ def compute_topology(
         # A kernel axis switches to 3 for good once its spacing is within a factor 2 of the finest
         # spacing over all axes (not only the poolable ones).
         finest = min(current_spacing)
-        kernel = [
-            3 if k == 3 or s / finest < 2 else 1
-            for k, s in zip(kernel, current_spacing, strict=True)
-        ]
+        kernel = [3 if k == 3 or s / finest < 2 else 1 for k, s in zip(kernel, current_spacing, strict=True)]
         for axis in axes:
             num_pool[axis] += 1
             current_spacing[axis] *= 2

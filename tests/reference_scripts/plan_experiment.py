@@ -18,12 +18,9 @@ import tempfile
 from pathlib import Path
 
 PLANNER_MODULES = {
-    "ExperimentPlanner": (
-        "nnunetv2.experiment_planning.experiment_planners.default_experiment_planner"
-    ),
+    "ExperimentPlanner": ("nnunetv2.experiment_planning.experiment_planners.default_experiment_planner"),
     "nnUNetPlannerResEncM": (
-        "nnunetv2.experiment_planning.experiment_planners.residual_unets."
-        "residual_encoder_unet_planners"
+        "nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners"
     ),
 }
 PLANNER_MODULES["nnUNetPlannerResEncL"] = PLANNER_MODULES["nnUNetPlannerResEncM"]
@@ -67,9 +64,9 @@ def main() -> None:
             # The planner prints its configurations; keep stdout for the one JSON line.
             with contextlib.redirect_stdout(io.StringIO()):
                 planner = getattr(module, job["planner"])(dataset_name, **kwargs)
-                plans = planner.plan_experiment()
+                planner.plan_experiment()
             plans_file = root / "preprocessed" / dataset_name / f"{planner.plans_identifier}.json"
-            results[job["name"]] = json.loads(plans_file.read_text()) if plans_file.exists() else plans
+            results[job["name"]] = json.loads(plans_file.read_text())
     print(json.dumps({"results": results}))
 
 

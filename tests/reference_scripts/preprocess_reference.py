@@ -49,7 +49,10 @@ def plan(raw_dir: Path, plans_out: Path, workers: int) -> dict:
 
 
 def key_name(key: object) -> str:
-    return ",".join(str(int(v)) for v in key) if isinstance(key, tuple | list) else str(int(key))
+    """Our text form of a class key: "2", "-1,0,1,2", and "2," for a one-label region."""
+    if isinstance(key, tuple | list):
+        return ",".join(str(int(v)) for v in key) + ("," if len(key) == 1 else "")
+    return str(int(key))
 
 
 def export_case(source: Path, identifier: str, out_dir: Path) -> None:
