@@ -127,8 +127,7 @@ def run_plan(arguments: argparse.Namespace) -> int:
     from_files = arguments.fingerprint is not None or arguments.dataset_json is not None
     if from_files == (arguments.raw_dir is not None):
         print(
-            "error: give either RAW_DIR, or --fingerprint FINGERPRINT.json with --dataset-json "
-            "DATASET.json",
+            "error: give either RAW_DIR, or --fingerprint FINGERPRINT.json with --dataset-json DATASET.json",
             file=sys.stderr,
         )
         return 2

@@ -137,7 +137,8 @@ def apply_augmentation(
     for channel in settings.masked_channels:
         # these channels were normalised inside the nonzero mask only; keep the outside at exactly 0
         image[:, channel].masked_fill_(outside[:, 0], 0)
-    return image, seg.masked_fill_(seg == OUTSIDE_LABEL, 0)
+    # OUTSIDE_LABEL is the only negative value a segmentation holds, so clamping is step 13's relabelling
+    return image, seg.clamp_(min=0)
 
 
 def augment_training_batch(

@@ -8,14 +8,15 @@ label indicators stacked so that both follow the same sampling grid by construct
 Labels are resampled as upstream does (`mode_seg='bilinear'`): each label's indicator is interpolated
 linearly and every voxel takes the label with the highest score. Nearest-neighbour would be cheaper (one
 channel instead of one per label) but gives jagged boundaries under rotation and, when zooming out, keeps
-or drops thin structures by chance. Out-of-crop voxels get `OUTSIDE_LABEL`: its indicator is resampled as
-(indicator - 1) with zero padding, so it counts as 1 outside the crop. Ties (exact half-way points, which
-have probability zero under continuous angles and scales) go to the lower label; upstream breaks them by
-the nearest neighbour.
+or drops thin structures by chance. Out-of-crop voxels get `OUTSIDE_LABEL`, whose score is what the
+other labels leave (`_best_label`), so that the crop's edge falls where upstream's does. Ties (exact
+half-way points, of probability zero under continuous angles and scales) go to the lower label; upstream
+breaks them by the nearest neighbour.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -112,38 +113,47 @@ def _resample(
     """Rotate/scale samples (b, C, *S) of image and seg (b, 1, *S) onto patch_shape in one grid_sample call.
 
     The spatial shape may carry a leading axis that is not resampled (dummy 2D): it is folded into the
-    channels so that every slice gets the same in-plane transform.
+    channels so that every slice gets the same in-plane transform. The stacked input is built channels-last:
+    on CPU, grid_sample reads all channels of a sampled voxel at once then, which made a rotated 128^3 patch
+    with 4 channels 2.5x faster than the default layout.
     """
     batch, channels = image.shape[:2]
     spatial_dim = len(patch_shape)
-    leading = image.shape[2 : image.ndim - spatial_dim]
-    values = torch.tensor((OUTSIDE_LABEL, *label_values), dtype=seg.dtype, device=seg.device)
-    view = (1, len(values), *([1] * (seg.ndim - 2)))
-    indicators = (seg == values.view(view)).to(image.dtype)
-    indicators[:, 0] -= 1  # OUTSIDE_LABEL's indicator is 1 in the zero padding
-    stacked = torch.cat([image, indicators], 1).flatten(1, 1 + len(leading))
+    leading = tuple(image.shape[2 : image.ndim - spatial_dim])
+    in_shape = tuple(image.shape[image.ndim - spatial_dim :])
+    values = torch.tensor(label_values, dtype=seg.dtype, device=seg.device)
+    stacked_channels = channels + len(values)
+    folded = torch.empty(
+        (batch, stacked_channels * math.prod(leading), *in_shape),
+        dtype=image.dtype,
+        device=image.device,
+        memory_format=torch.channels_last if spatial_dim == 2 else torch.channels_last_3d,
+    )
+    stacked = folded.view(batch, stacked_channels, *leading, *in_shape)
+    stacked[:, :channels] = image
+    torch.eq(seg, values.view(1, -1, *([1] * (seg.ndim - 2))), out=stacked[:, channels:])
     grid = F.affine_grid(
         theta.to(device=image.device, dtype=image.dtype),
-        [batch, stacked.shape[1], *patch_shape],
+        [batch, folded.shape[1], *patch_shape],
         align_corners=False,
     )
-    sampled = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    sampled = sampled.view(batch, channels + len(values), *leading, *patch_shape)
-    return sampled[:, :channels], _best_label(sampled[:, channels:], values)
+    sampled = F.grid_sample(folded, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    sampled = sampled.view(batch, stacked_channels, *leading, *patch_shape)
+    return sampled[:, :channels], _best_label(sampled[:, channels:], label_values, seg.dtype)
 
 
-def _best_label(scores: Tensor, values: Tensor) -> Tensor:
+def _best_label(scores: Tensor, values: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     """Per voxel, the value whose score is highest (the first on ties), as (b, 1, ...).
 
-    A running maximum over the few label channels: `argmax` over a non-last dimension is several times
-    slower on CPU than these elementwise passes.
+    The label indicators sum to 1 inside the crop and 0 outside, and interpolation keeps that sum, so
+    OUTSIDE_LABEL's score is 1 minus the others' and needs no channel of its own. A running maximum over
+    the few label channels: `argmax` over a non-last dimension is several times slower on CPU.
     """
-    best = scores[:, :1] + 1  # OUTSIDE_LABEL's score was sampled as (indicator - 1)
-    labels = torch.full_like(best, OUTSIDE_LABEL, dtype=values.dtype)
-    for channel in range(1, scores.shape[1]):
+    best = 1 - scores.sum(1, keepdim=True)
+    labels = torch.full_like(best, OUTSIDE_LABEL, dtype=dtype)
+    for channel, value in enumerate(values):
         score = scores[:, channel : channel + 1]
-        is_better = score > best
-        labels.masked_fill_(is_better, values[channel])
+        labels.masked_fill_(score > best, value)  # a Python int: a tensor value would sync with the device
         torch.maximum(best, score, out=best)
     return labels
 

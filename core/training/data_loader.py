@@ -71,9 +71,7 @@ class PreprocessedCases:
         return int(self.cases[self.identifiers[0]][0].shape[0])
 
 
-def patch_bounds(
-    shape: Sequence[int], size: Sequence[int]
-) -> tuple[list[int], list[int]]:
+def patch_bounds(shape: Sequence[int], size: Sequence[int]) -> tuple[list[int], list[int]]:
     """Lowest and highest lower corner per axis (METHOD.md 5.3): small images are padded around."""
     lower, upper = [], []
     for extent, patch in zip(shape, size, strict=True):

@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
+import matplotlib.pyplot as plt
 
 LOG_KEYS = (
     "mean_fg_dice",

@@ -60,8 +60,8 @@ def test_2d_images_become_one_slice_volumes_and_are_written_back_as_2d(tmp_path:
 def test_channels_must_share_shape_and_unreadable_files_are_named(tmp_path: Path) -> None:
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 5), np.float32)), str(tmp_path / "c_0000.mha"))
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 6), np.float32)), str(tmp_path / "c_0001.mha"))
-    with pytest.raises(ImageReadError, match="c_0001.mha: shape"):
+    with pytest.raises(ImageReadError, match=r"c_0001\.mha: shape"):
         read_image([tmp_path / "c_0000.mha", tmp_path / "c_0001.mha"])
     (tmp_path / "bad.nii.gz").write_bytes(b"garbage")
-    with pytest.raises(ImageReadError, match="bad.nii.gz: cannot be read"):
+    with pytest.raises(ImageReadError, match=r"bad\.nii\.gz: cannot be read"):
         read_segmentation(tmp_path / "bad.nii.gz")

@@ -153,7 +153,7 @@ def test_interrupted_case_is_redone_and_never_half_visible(
 
 
 def test_revert_restores_the_original_grid(ct_raw: Path, ct_plans: Plans) -> None:
-    spec, cases = load_dataset(ct_raw)
+    _, cases = load_dataset(ct_raw)
     _, seg, properties = preprocess_case_files(cases[0].images, cases[0].label, ct_plans, "3d_fullres")
     original, _ = read_segmentation(cases[0].label)
     assert seg is not None

@@ -150,6 +150,13 @@ def test_segmentation_separate_z_equals_per_slice_then_nearest() -> None:
     np.testing.assert_array_equal(result[0], slice_axis_nearest(slices, new_shape[0]))
 
 
+def test_segmentation_order_0_is_nearest_neighbour() -> None:
+    seg = blob_labels((7, 11, 9))
+    result = resample_segmentation(seg[None], (10, 6, 13), (1, 1, 1), (1, 1, 1), order=0)
+    expected = resize(seg.astype(float), (10, 6, 13), 0, mode="edge", anti_aliasing=False)
+    np.testing.assert_array_equal(result[0], expected.astype(np.int8))
+
+
 def test_segmentation_keeps_only_input_labels() -> None:
     seg = blob_labels((10, 15, 15)).astype(np.int16) * 100
     result = resample_segmentation(seg[None], (13, 9, 21), (1, 1, 1), (1, 1, 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import SimpleITK as sitk
 from core.verification import verify_dataset
 
 
-def rewrite(path: Path, change) -> None:  # noqa: ANN001 - a function of the sitk image
+def rewrite(path: Path, change: Callable[[sitk.Image], sitk.Image]) -> None:
     """Read an image, let `change` return a new one, write it back."""
     image = sitk.ReadImage(str(path))
     sitk.WriteImage(change(image), str(path))
