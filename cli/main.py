@@ -10,11 +10,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from cli import dataset_commands
+from cli import dataset_commands, training_commands
 from core.dataset import DatasetError
 from core.io import ImageReadError
 from core.parallel import WorkerDiedError
 from core.plans import PlansError, UnknownConfigurationError
+from core.training.checkpoints import CheckpointError
+from core.training.options import TrainingOptionsError
+from core.training.splits import SplitsError
+from core.training.trainer import TrainingSetupError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     DatasetError,
@@ -22,6 +26,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ImageReadError,
     UnknownConfigurationError,
     WorkerDiedError,
+    CheckpointError,
+    TrainingOptionsError,
+    SplitsError,
+    TrainingSetupError,
     FileNotFoundError,
     PermissionError,
 )
@@ -35,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dataset_commands.register(commands)
+    training_commands.register(commands)
     return parser
 
 

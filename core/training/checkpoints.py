@@ -35,7 +35,6 @@ class TrainingState:
 
     next_epoch: int
     best_ema: float | None
-    log: dict[str, list]
 
 
 def save_checkpoint(path: Path, document: dict) -> None:

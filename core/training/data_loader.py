@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from core.class_locations import ClassKey, ClassLocations
+from core.constants import TRAINING_OVERSAMPLE_FOREGROUND
 from core.preprocessed import load_case
-
-OVERSAMPLE_FOREGROUND_FRACTION = 0.33
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class PatchSampling:
     batch_size: int
     crop_size: tuple[int, ...]
     annotated_key: ClassKey | None = None
-    oversample_foreground: float = OVERSAMPLE_FOREGROUND_FRACTION
+    oversample_foreground: float = TRAINING_OVERSAMPLE_FOREGROUND
 
     def is_forced_foreground(self, index_in_batch: int) -> bool:
         """The method's deterministic rule: the last round(batch × 0.33) samples show foreground."""
