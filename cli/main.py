@@ -11,25 +11,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from cli import dataset_commands, training_commands
-from core.dataset import DatasetError
-from core.io import ImageReadError
+from core.errors import ProblemsError
 from core.parallel import WorkerDiedError
-from core.plans import PlansError, UnknownConfigurationError
-from core.training.checkpoints import CheckpointError
-from core.training.options import TrainingOptionsError
-from core.training.splits import SplitsError
-from core.training.trainer import TrainingSetupError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
-    DatasetError,
-    PlansError,
-    ImageReadError,
-    UnknownConfigurationError,
+    ProblemsError,
     WorkerDiedError,
-    CheckpointError,
-    TrainingOptionsError,
-    SplitsError,
-    TrainingSetupError,
     FileNotFoundError,
     PermissionError,
 )

@@ -7,20 +7,16 @@ A case is one file per channel, `CASE_0000<ending>`, `CASE_0001<ending>`, ..., a
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-CHANNEL_SUFFIX_LENGTH = len("_0000")
+from core.errors import ProblemsError
+from core.files import read_json
 
 
-class DatasetError(ValueError):
+class DatasetError(ProblemsError):
     """A dataset cannot be used; `problems` lists every reason found, one readable line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 LabelValue = int | tuple[int, ...]
@@ -169,14 +165,7 @@ def _parse_regions_class_order(
 
 def load_dataset_json(path: Path) -> DatasetSpec:
     """Read and check a dataset.json file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError([f"{path}: dataset.json not found"]) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError([f"{path.name}: not valid JSON ({error})"]) from None
-    return parse_dataset_json(data)
+    return parse_dataset_json(read_json(path, DatasetError, "dataset.json"))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from core.errors import ProblemsError
+
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
@@ -26,3 +28,14 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 def write_json_atomically(path: Path, document: object, sort_keys: bool = False) -> None:
     write_text_atomically(path, json.dumps(document, indent=4, sort_keys=sort_keys))
+
+
+def read_json(path: Path, error: type[ProblemsError], what: str) -> object:
+    """Parse a JSON file; a missing or malformed file raises `error` naming the file and `what` it is."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+        raise error(f"{path.name}: not valid JSON ({problem})") from None

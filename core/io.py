@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from core.errors import ProblemsError
+
 SUPPORTED_FILE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".nhdr", ".mhd", ".png", ".tif", ".tiff")
 DUMMY_2D_SPACING_FACTOR = 999.0
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ProblemsError):
     """A file could not be read as an image, or a case's channel files do not fit together."""
 
 

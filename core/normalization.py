@@ -19,12 +19,13 @@ from core.constants import (
     PLANNING_DEFAULT_NORMALIZATION,
     PLANNING_NORMALIZATION_BY_CHANNEL_NAME,
 )
+from core.errors import ProblemsError
 
 IntensityProperties = Mapping[str, float]
 Normalizer = Callable[[np.ndarray, np.ndarray | None, IntensityProperties], np.ndarray]
 
 
-class NormalizationError(ValueError):
+class NormalizationError(ProblemsError):
     """A channel cannot be normalized as asked (unknown scheme, missing statistics, values out of range)."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from core import constants as c
 from core.dataset import DatasetSpec
+from core.errors import ProblemsError
 from core.fingerprint import Fingerprint
 from core.network_size import conv_feature_map_size
 from core.planner_presets import DEFAULT_PLANS_NAME, PRESETS, PlannerPreset
@@ -37,12 +38,8 @@ RESAMPLING_PROBABILITIES_KWARGS = {"is_seg": False, "order": 1, "order_z": 0, "f
 DEFAULT_DATASET_NAME = "Dataset000_Unnamed"
 
 
-class PlanningError(ValueError):
+class PlanningError(ProblemsError):
     """The planner cannot run on these inputs; `problems` lists every reason, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def fullres_target_spacing(

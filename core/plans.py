@@ -13,9 +13,6 @@ what checks user-edited plans in the API.
 from __future__ import annotations
 
 import copy
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +24,15 @@ from core._plans_validation import (
     convert_flat_layout,
     resolve_inheritance,
 )
+from core.errors import ProblemsError
+from core.files import read_json, write_json_atomically
 
 
-class PlansError(ValueError):
+class PlansError(ProblemsError):
     """A plans document cannot be used; `problems` lists every reason found, one line each."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
-
-class UnknownConfigurationError(KeyError):
+class UnknownConfigurationError(ProblemsError):
     """A configuration name that the plans do not define."""
 
 
@@ -262,29 +257,10 @@ class Plans:
 
 
 def save_plans(plans: Plans, path: Path) -> None:
-    """Write `plans` as JSON to a temporary file, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(plans.to_json(), indent=4)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write `plans` as JSON atomically: readers never see half a file."""
+    write_json_atomically(path, plans.to_json())
 
 
 def load_plans(path: Path) -> Plans:
     """Read and check a plans file; `PlansError` for a missing, unreadable or invalid file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlansError([f"{path}: plans file not found"]) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PlansError([f"{path.name}: not valid JSON ({error})"]) from None
-    return Plans.from_json(data)
+    return Plans.from_json(read_json(path, PlansError, "plans file"))

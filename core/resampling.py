@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from core.constants import RESAMPLING_SEPARATE_Z_ANISOTROPY_THRESHOLD
+from core.errors import ProblemsError
 
 # Exact ties between labels decide voxels; float64 scores tie where nnU-Net's float64 scores tie.
 SEGMENTATION_SCORE_DTYPE = np.float64
@@ -33,7 +34,7 @@ Spacing = Sequence[float]
 Shape = Sequence[int]
 
 
-class ResamplingError(ValueError):
+class ResamplingError(ProblemsError):
     """Arguments that cannot describe a resampling (wrong dimensions, unsupported order)."""
 
 

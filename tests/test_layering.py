@@ -9,7 +9,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "core": {"app", "worker", "cli", "sqlalchemy", "fastapi", "celery", "nnunetv2", "skimage"},
+    "core": {
+        "app",
+        "worker",
+        "cli",
+        "sqlalchemy",
+        "fastapi",
+        "celery",
+        "nnunetv2",
+        "skimage",
+        "dynamic_network_architectures",
+        "batchgeneratorsv2",
+        "sklearn",
+    },
     "cli": {"nnunetv2", "dynamic_network_architectures"},
     "app": {"nnunetv2", "torch", "dynamic_network_architectures"},
     "worker": {"nnunetv2", "app", "dynamic_network_architectures"},

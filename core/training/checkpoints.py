@@ -19,13 +19,15 @@ from pathlib import Path
 
 import torch
 
+from core.errors import ProblemsError
+
 LATEST = "checkpoint_latest.pth"
 BEST = "checkpoint_best.pth"
 FINAL = "checkpoint_final.pth"
 TRAINER_NAME = "nnsvcTrainer"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ProblemsError):
     """A checkpoint is missing, unreadable, or does not fit the run that wants it."""
 
 

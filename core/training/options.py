@@ -17,14 +17,13 @@ from core.constants import (
     TRAINING_VALIDATION_ITERATIONS,
     TRAINING_WEIGHT_DECAY,
 )
+from core.errors import ProblemsError
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
 
-class TrainingOptionsError(ValueError):
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+class TrainingOptionsError(ProblemsError):
+    """Training options that cannot describe a run; `problems` lists every reason."""
 
 
 @dataclass(frozen=True)

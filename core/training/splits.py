@@ -12,7 +12,6 @@ their own; `check_splits` refuses one naming unknown cases or overlapping train 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +20,16 @@ from typing import Literal
 import numpy as np
 
 from core.constants import SPLITS_NUM_FOLDS, SPLITS_RANDOM_TRAIN_FRACTION, SPLITS_SEED
-from core.files import write_json_atomically
+from core.errors import ProblemsError
+from core.files import read_json, write_json_atomically
 
 SPLITS_FILE_NAME = "splits_final.json"
 
 Fold = int | Literal["all"]
 
 
-class SplitsError(ValueError):
+class SplitsError(ProblemsError):
     """Splits that cannot be used; `problems` lists every reason found, one readable line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -159,14 +155,7 @@ def splits_from_json(document: object) -> list[Split]:
 
 def load_splits(path: Path) -> list[Split]:
     """Read a splits file (structure checked; use `check_splits` against the dataset's cases)."""
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SplitsError([f"{path}: splits file not found"]) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SplitsError([f"{path.name}: not valid JSON ({error})"]) from None
-    return splits_from_json(document)
+    return splits_from_json(read_json(path, SplitsError, "splits file"))
 
 
 def save_splits(path: Path, splits: Sequence[Split]) -> None:

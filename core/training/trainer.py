@@ -35,6 +35,7 @@ from core.augmentation import (
 )
 from core.constants import TRAINING_GRADIENT_CLIP_NORM, TRAINING_SGD_NESTEROV
 from core.dataset import DatasetSpec, parse_dataset_json
+from core.errors import ProblemsError
 from core.files import write_json_atomically
 from core.network import build_network
 from core.parallel import ProgressCallback, no_progress
@@ -76,7 +77,7 @@ ShouldStop = Callable[[], bool]
 VALIDATION_STREAM = 1  # added to the seed so validation patches differ from training patches
 
 
-class TrainingSetupError(ValueError):
+class TrainingSetupError(ProblemsError):
     """The run cannot start as asked (no GPU for --device cuda, a configuration not trainable yet)."""
 
 

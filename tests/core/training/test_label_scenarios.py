@@ -62,7 +62,7 @@ def test_scenario_trains(tmp_path: Path, scenario: str) -> None:
         for k in checkpoint["network_weights"]
         if k.startswith("decoder.seg_layers.") and k.endswith("weight")
     ]
-    assert {tuple(checkpoint["network_weights"][k].shape)[0] for k in heads} == {expected_outputs}
+    assert {checkpoint["network_weights"][k].shape[0] for k in heads} == {expected_outputs}
     losses = checkpoint["logging"]["train_losses"]
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert len(checkpoint["logging"]["dice_per_class_or_region"][-1]) == expected_outputs - (
