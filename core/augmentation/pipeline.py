@@ -39,17 +39,14 @@ from core.augmentation.intensity import (
 )
 from core.augmentation.settings import OUTSIDE_LABEL, P_GAMMA, P_INVERTED_GAMMA, AugmentationSettings
 from core.augmentation.spatial import SpatialDraw, apply_mirror, apply_spatial, draw_mirror, draw_spatial
+from core.errors import ProblemsError
 
 # Seeds for the device-side noise generator are drawn below this bound (any 63-bit value is valid).
 _NOISE_SEED_BOUND = 2**62
 
 
-class AugmentationInputError(ValueError):
+class AugmentationInputError(ProblemsError):
     """The batch handed to the augmentation does not fit its settings; `problems` lists every mismatch."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("augmentation input: " + "; ".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

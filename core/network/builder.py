@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from core.errors import ProblemsError
 from core.network.initialization import initialize_weights
 from core.network.ops import CONV_OPS, DROPOUT_OPS, NONLINEARITIES, NORM_OPS, LayerRecipe
 from core.network.plain_unet import build_plain_conv_unet
@@ -52,12 +53,8 @@ _OPTIONAL_KEYS = (
 _CLASS_OPTIONAL_KEYS = {PLAIN_CONV_UNET: ("nonlin_first",), RESIDUAL_ENCODER_UNET: ("stem_channels",)}
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(ProblemsError):
     """A plans architecture cannot be built; `problems` lists every reason found, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def _is_int(value: object) -> bool:
