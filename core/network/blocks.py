@@ -10,6 +10,7 @@ default initial weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -73,13 +74,8 @@ class ConvStack(nn.Module):
         initial_stride: tuple[int, ...],
     ) -> None:
         super().__init__()
-        unit_stride = (1,) * len(kernel_size)
-        self.convs = nn.Sequential(
-            ConvNormAct(recipe, in_channels, out_channels, kernel_size, initial_stride),
-            *(
-                ConvNormAct(recipe, out_channels, out_channels, kernel_size, unit_stride)
-                for _ in range(1, num_convs)
-            ),
+        self.convs = chained(
+            ConvNormAct, recipe, num_convs, in_channels, out_channels, kernel_size, initial_stride
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,14 +140,35 @@ class ResidualStack(nn.Module):
         initial_stride: tuple[int, ...],
     ) -> None:
         super().__init__()
-        unit_stride = (1,) * len(kernel_size)
-        self.blocks = nn.Sequential(
-            ResidualBlock(recipe, in_channels, out_channels, kernel_size, initial_stride),
-            *(
-                ResidualBlock(recipe, out_channels, out_channels, kernel_size, unit_stride)
-                for _ in range(1, num_blocks)
-            ),
+        self.blocks = chained(
+            ResidualBlock, recipe, num_blocks, in_channels, out_channels, kernel_size, initial_stride
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
+
+
+def chained(
+    block: Callable[..., nn.Module],
+    recipe: LayerRecipe,
+    count: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: tuple[int, ...],
+    initial_stride: tuple[int, ...],
+) -> nn.Sequential:
+    """`count` blocks in a row; only the first carries the stride and the change of channels."""
+    unit_stride = (1,) * len(kernel_size)
+    return nn.Sequential(
+        block(recipe, in_channels, out_channels, kernel_size, initial_stride),
+        *(block(recipe, out_channels, out_channels, kernel_size, unit_stride) for _ in range(1, count)),
+    )
+
+
+def stage_outputs(stages: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run encoder stages in turn and keep each stage's output: the decoder's skip connections."""
+    skips = []
+    for stage in stages:
+        x = stage(x)
+        skips.append(x)
+    return skips

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.network.blocks import ConvStack
+from core.network.blocks import ConvStack, stage_outputs
 from core.network.unet import UNet, UNetLayout
 
 
@@ -34,11 +34,7 @@ class PlainConvEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        skips = []
-        for stage in self.stages:
-            x = stage(x)
-            skips.append(x)
-        return skips
+        return stage_outputs(self.stages, x)
 
 
 def build_plain_conv_unet(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.network.blocks import ConvStack, ResidualStack
+from core.network.blocks import ConvStack, ResidualStack, stage_outputs
 from core.network.unet import UNet, UNetLayout
 
 
@@ -41,12 +41,7 @@ class ResidualEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        skips = []
-        for stage in self.stages:
-            x = stage(x)
-            skips.append(x)
-        return skips
+        return stage_outputs(self.stages, self.stem(x))
 
 
 def build_residual_encoder_unet(
