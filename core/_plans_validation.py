@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
+from core.arch_kwargs import OPS_REQUIRING_IMPORT, method_arch_kwargs
+
 # Top-level keys of a plans file, in the order nnU-Net v2 writes them (METHOD.md 3.9).
 PLANS_KEYS = (
     "dataset_name",
@@ -223,29 +225,20 @@ def convert_flat_layout(document: dict, where: str, problems: list[str]) -> dict
         problems.append(f"{where}: old-layout plans lack {', '.join(missing) or 'patch_size'}")
         return document
     network_class_name, blocks_key = FLAT_LAYOUT_CLASSES[class_name]
-    dim = len(document["patch_size"])
     n_stages = len(document["n_conv_per_stage_encoder"])
     base, cap = document["UNet_base_num_features"], document["unet_max_num_features"]
     converted = {k: v for k, v in document.items() if k not in FLAT_LAYOUT_KEYS}
     converted["architecture"] = {
         "network_class_name": network_class_name,
-        "arch_kwargs": {
-            "n_stages": n_stages,
-            "features_per_stage": [min(base * 2**i, cap) for i in range(n_stages)],
-            "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
-            "kernel_sizes": copy.deepcopy(document["conv_kernel_sizes"]),
-            "strides": copy.deepcopy(document["pool_op_kernel_sizes"]),
-            blocks_key: copy.deepcopy(document["n_conv_per_stage_encoder"]),
-            "n_conv_per_stage_decoder": copy.deepcopy(document["n_conv_per_stage_decoder"]),
-            "conv_bias": True,
-            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+        "arch_kwargs": method_arch_kwargs(
+            features_per_stage=[min(base * 2**i, cap) for i in range(n_stages)],
+            kernel_sizes=copy.deepcopy(document["conv_kernel_sizes"]),
+            strides=copy.deepcopy(document["pool_op_kernel_sizes"]),
+            encoder_depths_key=blocks_key,
+            encoder_depths=document["n_conv_per_stage_encoder"],
+            decoder_depths=document["n_conv_per_stage_decoder"],
+        ),
+        "_kw_requires_import": list(OPS_REQUIRING_IMPORT),
     }
     return converted
 

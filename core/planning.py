@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core import constants as c
+from core.arch_kwargs import OPS_REQUIRING_IMPORT, method_arch_kwargs
 from core.dataset import DatasetSpec
 from core.errors import ProblemsError
 from core.fingerprint import Fingerprint
@@ -115,28 +116,15 @@ def architecture_for(topology: Topology, preset: PlannerPreset) -> ArchitectureP
     dim = len(topology.patch_size)
     n_stages = topology.n_stages
     max_features = c.PLANNING_MAX_FEATURES_3D if dim == 3 else c.PLANNING_MAX_FEATURES_2D
-    return ArchitecturePlan(
-        network_class_name=preset.network_class_name,
-        arch_kwargs={
-            "n_stages": n_stages,
-            "features_per_stage": [
-                min(max_features, c.PLANNING_BASE_FEATURES * 2**i) for i in range(n_stages)
-            ],
-            "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
-            "kernel_sizes": [list(k) for k in topology.kernel_sizes],
-            "strides": [list(s) for s in topology.strides],
-            preset.encoder_blocks_key: list(preset.encoder_blocks_per_stage[:n_stages]),
-            "n_conv_per_stage_decoder": list(preset.decoder_convs_per_stage[: n_stages - 1]),
-            "conv_bias": True,
-            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        kw_requires_import=("conv_op", "norm_op", "dropout_op", "nonlin"),
+    arch_kwargs = method_arch_kwargs(
+        features_per_stage=[min(max_features, c.PLANNING_BASE_FEATURES * 2**i) for i in range(n_stages)],
+        kernel_sizes=topology.kernel_sizes,
+        strides=topology.strides,
+        encoder_depths_key=preset.encoder_blocks_key,
+        encoder_depths=preset.encoder_blocks_per_stage[:n_stages],
+        decoder_depths=preset.decoder_convs_per_stage[: n_stages - 1],
     )
+    return ArchitecturePlan(preset.network_class_name, arch_kwargs, OPS_REQUIRING_IMPORT)
 
 
 def _initial_patch(spacing: np.ndarray, median_shape: np.ndarray) -> list[float]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.arch_kwargs import OPS_REQUIRING_IMPORT, method_arch_kwargs
 from core.dataset import parse_dataset_json
 from core.fingerprint import Fingerprint, IntensityStats
 from core.planner_presets import PLAIN_CONV_UNET_CLASS, RESIDUAL_ENCODER_UNET_CLASS
 from core.planning import plan_experiment
 from core.plans import ArchitecturePlan, ConfigurationPlan
-
-OPS_REQUIRING_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
 
 
 def make_architecture(
@@ -31,21 +30,9 @@ def make_architecture(
 ) -> ArchitecturePlan:
     """An architecture in the planner's layout (METHOD.md 3.9); `overrides` replace or add kwargs."""
     is_plain = class_name == "PlainConvUNet"
-    arch_kwargs: dict = {
-        "n_stages": len(features),
-        "features_per_stage": features,
-        "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
-        "kernel_sizes": kernel_sizes,
-        "strides": strides,
-        "n_conv_per_stage" if is_plain else "n_blocks_per_stage": encoder_depths,
-        "n_conv_per_stage_decoder": decoder_depths,
-        "conv_bias": True,
-        "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
+    depths_key = "n_conv_per_stage" if is_plain else "n_blocks_per_stage"
+    arch_kwargs = {
+        **method_arch_kwargs(features, kernel_sizes, strides, depths_key, encoder_depths, decoder_depths),
         **overrides,
     }
     network_class = PLAIN_CONV_UNET_CLASS if is_plain else RESIDUAL_ENCODER_UNET_CLASS
