@@ -9,75 +9,29 @@ nnU-Net v2 does), which makes the planner see it as a single-slice, 2D-only data
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from core.errors import ProblemsError
+from core.geometry import Geometry
 
 SUPPORTED_FILE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".nhdr", ".mhd", ".png", ".tif", ".tiff")
-DUMMY_2D_SPACING_FACTOR = 999.0
 
 
 class ImageReadError(ProblemsError):
     """A file could not be read as an image, or a case's channel files do not fit together."""
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """Where a voxel grid sits in the world.
+def geometry_of(image: sitk.Image) -> Geometry:
+    return Geometry.from_itk(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
 
-    `spacing` follows the array axes (z, y, x), with the dummy first value for 2D images. `itk_spacing`,
-    `origin` and `direction` are SimpleITK's own (x, y, z) values, kept verbatim so that a written
-    segmentation carries exactly the geometry of the image it was computed from.
-    """
 
-    spacing: tuple[float, ...]
-    itk_spacing: tuple[float, ...]
-    origin: tuple[float, ...]
-    direction: tuple[float, ...]
-    image_dimension: int
-
-    @classmethod
-    def of_image(cls, image: sitk.Image) -> Geometry:
-        itk_spacing = tuple(float(s) for s in image.GetSpacing())
-        dimension = image.GetDimension()
-        spacing = tuple(reversed(itk_spacing))
-        if dimension == 2:
-            spacing = (DUMMY_2D_SPACING_FACTOR * max(itk_spacing), *spacing)
-        return cls(
-            spacing=spacing,
-            itk_spacing=itk_spacing,
-            origin=tuple(float(o) for o in image.GetOrigin()),
-            direction=tuple(float(d) for d in image.GetDirection()),
-            image_dimension=dimension,
-        )
-
-    def to_json(self) -> dict:
-        return {
-            "spacing": list(self.spacing),
-            "itk_spacing": list(self.itk_spacing),
-            "origin": list(self.origin),
-            "direction": list(self.direction),
-            "image_dimension": self.image_dimension,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> Geometry:
-        return cls(
-            spacing=tuple(float(s) for s in data["spacing"]),
-            itk_spacing=tuple(float(s) for s in data["itk_spacing"]),
-            origin=tuple(float(o) for o in data["origin"]),
-            direction=tuple(float(d) for d in data["direction"]),
-            image_dimension=int(data["image_dimension"]),
-        )
-
-    def apply_to(self, image: sitk.Image) -> None:
-        image.SetSpacing(self.itk_spacing)
-        image.SetOrigin(self.origin)
-        image.SetDirection(self.direction)
+def apply_geometry(image: sitk.Image, geometry: Geometry) -> None:
+    image.SetSpacing(geometry.itk_spacing)
+    image.SetOrigin(geometry.origin)
+    image.SetDirection(geometry.direction)
 
 
 def read_sitk(path: Path) -> sitk.Image:
@@ -112,7 +66,7 @@ def read_image(paths: Sequence[Path]) -> tuple[np.ndarray, Geometry]:
     if not paths:
         raise ImageReadError("no channel files given")
     images = [read_sitk(Path(p)) for p in paths]
-    geometry = Geometry.of_image(images[0])
+    geometry = geometry_of(images[0])
     volumes = []
     for path, image in zip(paths, images, strict=True):
         volume = as_volume(image)
@@ -132,7 +86,7 @@ def read_image(paths: Sequence[Path]) -> tuple[np.ndarray, Geometry]:
 def read_segmentation(path: Path) -> tuple[np.ndarray, Geometry]:
     """Read a label map as a (z, y, x) array in the file's own integer or float type."""
     image = read_sitk(Path(path))
-    return as_volume(image), Geometry.of_image(image)
+    return as_volume(image), geometry_of(image)
 
 
 def write_segmentation(segmentation: np.ndarray, geometry: Geometry, path: Path) -> None:
@@ -149,7 +103,7 @@ def write_segmentation(segmentation: np.ndarray, geometry: Geometry, path: Path)
         segmentation = segmentation[0]
     dtype = np.uint8 if segmentation.max(initial=0) < 255 else np.uint16
     image = sitk.GetImageFromArray(segmentation.astype(dtype, copy=False))
-    geometry.apply_to(image)
+    apply_geometry(image, geometry)
     write_atomically(image, path)
 
 
@@ -158,7 +112,7 @@ def write_image(volume: np.ndarray, geometry: Geometry, path: Path) -> None:
     if geometry.image_dimension == 2:
         volume = volume[0]
     image = sitk.GetImageFromArray(volume)
-    geometry.apply_to(image)
+    apply_geometry(image, geometry)
     write_atomically(image, Path(path))
 
 

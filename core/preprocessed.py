@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from core.class_locations import ClassLocations, pack_class_locations, unpack_class_locations
-from core.io import Geometry
+from core.geometry import Geometry
 
 DATA_SUFFIX = ".npy"
 SEG_SUFFIX = "_seg.npy"

@@ -25,7 +25,8 @@ from core.class_locations import ClassKey, class_location_keys, sample_class_loc
 from core.constants import SEG_INT8_MAX_LABEL
 from core.cropping import crop_to_nonzero
 from core.dataset import DatasetError, TrainingCase, load_dataset
-from core.io import Geometry, read_image, read_segmentation
+from core.geometry import Geometry
+from core.io import read_image, read_segmentation
 from core.normalization import normalize
 from core.parallel import ProgressCallback, default_workers, map_cases, no_progress
 from core.plans import ConfigurationPlan, Plans

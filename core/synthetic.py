@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io import Geometry, write_image
+from core.geometry import Geometry
+from core.io import write_image
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from core.io import Geometry, ImageReadError, read_image, read_segmentation, write_segmentation
+from core.geometry import Geometry
+from core.io import ImageReadError, read_image, read_segmentation, write_segmentation
 from core.synthetic import random_direction
 
 

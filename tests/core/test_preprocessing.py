@@ -12,7 +12,8 @@ import pytest
 import core.preprocessed as preprocessed_module
 from core.class_locations import class_location_keys
 from core.dataset import load_dataset
-from core.io import Geometry, read_segmentation
+from core.geometry import Geometry
+from core.io import read_segmentation
 from core.plans import Plans
 from core.preprocessed import list_cases, load_case, read_case_document
 from core.preprocessing import (

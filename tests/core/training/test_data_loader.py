@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.class_locations import sample_class_locations
-from core.io import Geometry
+from core.geometry import Geometry
 from core.preprocessed import CaseProperties, save_case
 from core.training.data_loader import (
     BatchStream,

@@ -1,0 +1,370 @@
+"""Training throughput: nnsvc against nnU-Net v2's trainer, same data, same plan, same run.
+
+What: training iterations per second with the whole data pipeline — patch sampling from the
+preprocessed cases, the method's augmentation, deep-supervision targets, forward, loss, backward and
+the SGD step — of nnsvc's `Trainer.train_step` fed by its `BatchStream`, and of nnU-Net v2's
+`nnUNetTrainer.train_step` fed by its `dataloader_train` (batchgenerators workers, as many as nnU-Net
+picks for this machine). Each side runs in its own process: a few untimed warm-up iterations, then
+`--iterations` timed ones, the device synchronised before every clock read. Per iteration we time the
+seconds blocked waiting for the batch (`next(stream)`) and the step, and report iterations/s as
+N / total time (what a run gets) and as 1 / median iteration, the spread, the data-wait fraction
+(seconds blocked in `next` / total; on a GPU this is time the GPU idles for want of data — the target
+is under 5%), and the ratio nnsvc / nnU-Net (target: at least 2×). On CPU (or with `--stages`) the
+nnsvc step is split further into augmentation, target downsampling and the rest (network, loss,
+optimizer), timed inside the real `train_step`. Peak memory is ru_maxrss of each side's training
+process (and, for nnU-Net, of its largest augmentation worker).
+
+Data: `core.synthetic`'s CT preset (`--cases`, default 10), planned and preprocessed by
+`core.pipeline.plan_and_preprocess`; nnU-Net reads our plans.json (same patch size, batch size and
+network) and splits_final.json (same fold-0 training cases) and preprocesses the same raw files with
+its `DefaultPreprocessor`. On CPU the cases default to 24 × 96 × 96 voxels (patch 28 × 96 × 112,
+five stages) because one step of the preset's full-size plan (patch 48 × 192 × 192, six stages)
+takes one to two minutes on two cores; on CUDA the preset's own size is the default.
+
+Why: nnU-Net v2 runs augmentation in CPU worker processes, and its users' commonest complaint is a
+GPU starved by the CPU (METHOD.md 10.1). Ours runs batched on the training device. Other processes on
+the machine distort timings: the 1-minute load average is printed at the start, before each side and
+at the end.
+
+Usage, from the repository root:
+  python -m benchmarks.train [--device cpu|cuda] [--cases 10] [--shape 24x96x96] [--iterations 20]
+      [--warmup 3] [--workers 2] [--seed 0] [--stages] [--keep DIR]
+The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from core.dataset import parse_dataset_json
+from core.pipeline import PlanOptions, plan_and_preprocess
+from core.plans import load_plans
+from core.preprocessed import list_cases
+from core.synthetic import PRESETS, generate_dataset
+from core.training.splits import SPLITS_FILE_NAME, load_or_create_splits
+from tests.reference import run_reference
+
+CONFIGURATION = "3d_fullres"
+CPU_SHAPE = (24, 96, 96)
+DEFAULTS = {"cpu": {"iterations": 20, "warmup": 3}, "cuda": {"iterations": 100, "warmup": 10}}
+STAGES = ("augment_training_batch", "make_targets")  # names in core.training.trainer, timed in place
+
+
+def machine(device: str) -> dict:
+    import torch
+
+    model = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    card = {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "device": device,
+    }
+    if device == "cuda":
+        card["gpu"] = torch.cuda.get_device_name(0)
+        card["cuda"] = torch.version.cuda
+    return card
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def throughput(waits: list[float], steps: list[float]) -> dict:
+    """Iterations/s and data wait from per-iteration seconds blocked on data and seconds in the step."""
+    iterations = [w + s for w, s in zip(waits, steps, strict=True)]
+    total = sum(iterations)
+    return {
+        "iterations_per_s": len(iterations) / total,
+        "iterations_per_s_median": 1 / statistics.median(iterations),
+        "seconds_per_iteration": spread(iterations),
+        "data_wait_fraction": sum(waits) / total,
+        "data_wait_seconds": spread(waits),
+        "step_seconds": spread(steps),
+    }
+
+
+def prepare_data(root: Path, cases: int, shape: tuple[int, int, int], workers: int) -> Path:
+    """Raw cases under root/raw, our plans and preprocessed data under root/preprocessed (kept if there)."""
+    raw, preprocessed = root / "raw", root / "preprocessed"
+    if not (raw / "dataset.json").exists():
+        generate_dataset(raw, replace(PRESETS["ct"], num_cases=cases, shape=shape))
+    if not (preprocessed / "plans.json").exists():
+        plan_and_preprocess(raw, preprocessed, PlanOptions(workers=workers, configurations=(CONFIGURATION,)))
+    plans = load_plans(preprocessed / "plans.json")
+    identifiers = list_cases(preprocessed / plans.configuration(CONFIGURATION).data_identifier)
+    load_or_create_splits(preprocessed / SPLITS_FILE_NAME, identifiers)  # shared with nnU-Net
+    return preprocessed
+
+
+class StageClock:
+    """Seconds spent per iteration in named functions of a module, timed inside the real caller by
+    replacing the module's names with timed wrappers (the device is synchronised around each call)."""
+
+    def __init__(self, module: object, names: tuple[str, ...], sync: Callable[[], None]) -> None:
+        self.seconds = {name: 0.0 for name in names}
+        for name in names:
+            setattr(module, name, self._timed(name, getattr(module, name), sync))
+
+    def _timed(self, name: str, function: Callable, sync: Callable[[], None]) -> Callable:
+        def timed(*args, **kwargs):
+            sync()
+            start = time.perf_counter()
+            result = function(*args, **kwargs)
+            sync()
+            self.seconds[name] += time.perf_counter() - start
+            return result
+
+        return timed
+
+    def take(self) -> dict[str, float]:
+        taken = dict(self.seconds)
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        return taken
+
+
+def _run_ours(
+    preprocessed: str, device: str, iterations: int, warmup: int, seed: int, is_staged: bool, queue
+) -> None:
+    """Child process body, so that its memory peak and thread settings are this run's alone."""
+    import torch
+
+    import core.training.trainer as trainer_module
+    from core.training.data_loader import BatchStream
+    from core.training.options import TrainingOptions
+
+    folder = Path(preprocessed)
+    plans = load_plans(folder / "plans.json")
+    spec = parse_dataset_json(json.loads((folder / "dataset.json").read_text()))
+    options = TrainingOptions(device=device, seed=seed)
+    is_cuda = device == "cuda"
+
+    def sync() -> None:
+        if is_cuda:
+            torch.cuda.synchronize()
+
+    setup_start = time.perf_counter()
+    parts = trainer_module.build_parts(folder, plans, spec, CONFIGURATION, 0, options)
+    with tempfile.TemporaryDirectory() as fold_dir:
+        trainer = trainer_module.Trainer(parts, options, Path(fold_dir), init_args={})
+        trainer.network.train()
+        clock = StageClock(trainer_module, STAGES, sync) if is_staged else None
+        setup_seconds = time.perf_counter() - setup_start
+        waits, steps, losses, stages = [], [], [], []
+        with BatchStream(parts.train_cases, parts.train_sampling, seed, 0, pin_memory=is_cuda) as stream:
+            for iteration in range(warmup + iterations):
+                sync()
+                start = time.perf_counter()
+                batch = next(stream)
+                loaded = time.perf_counter()
+                losses.append(trainer.train_step(batch.image, batch.seg, batch.index))
+                sync()
+                end = time.perf_counter()
+                taken = clock.take() if clock else {}
+                if iteration >= warmup:
+                    waits.append(loaded - start)
+                    steps.append(end - loaded)
+                    stages.append(taken)
+    configuration = plans.configuration(CONFIGURATION)
+    queue.put(
+        {
+            "wait_seconds": waits,
+            "step_seconds": steps,
+            "stage_seconds": stages,
+            "losses": losses,
+            "setup_seconds": setup_seconds,
+            "patch_size": list(configuration.patch_size),
+            "batch_size": configuration.batch_size,
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if is_cuda else None,
+        }
+    )
+
+
+def run_ours(preprocessed: Path, device: str, iterations: int, warmup: int, seed: int, is_staged: bool) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(
+        target=_run_ours, args=(str(preprocessed), device, iterations, warmup, seed, is_staged, queue)
+    )
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def stage_summary(stages: list[dict[str, float]], steps: list[float]) -> dict:
+    """Per-iteration seconds of augmentation, targets and the rest of the step (network, loss, SGD)."""
+    augmentation = [s["augment_training_batch"] for s in stages]
+    targets = [s["make_targets"] for s in stages]
+    rest = [step - a - t for step, a, t in zip(steps, augmentation, targets, strict=True)]
+    total = sum(steps)
+    return {
+        "augmentation_seconds": spread(augmentation),
+        "targets_seconds": spread(targets),
+        "network_loss_optimizer_seconds": spread(rest),
+        "augmentation_fraction_of_step": sum(augmentation) / total,
+        "targets_fraction_of_step": sum(targets) / total,
+    }
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    values = tuple(int(v) for v in text.lower().split("x"))
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"--shape wants Z x Y x X voxels such as 24x96x96, got {text!r}")
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--cases", type=int, default=10, help="number of generated CT-like cases (10)")
+    data.add_argument(
+        "--shape",
+        type=parse_shape,
+        help=f"case size in voxels, ZxYxX (cpu: {'x'.join(map(str, CPU_SHAPE))}; cuda: the CT preset's "
+        f"{'x'.join(map(str, PRESETS['ct'].shape))})",
+    )
+    data.add_argument("--workers", type=int, default=2, help="preprocessing processes, both tools (2)")
+    data.add_argument("--keep", type=Path, help="keep data in this folder, and reuse what is already there")
+    timing = parser.add_argument_group("timing")
+    timing.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="training device (cpu)")
+    timing.add_argument("--iterations", type=int, help="timed iterations per side (cpu 20, cuda 100)")
+    timing.add_argument("--warmup", type=int, help="untimed iterations first, per side (cpu 3, cuda 10)")
+    timing.add_argument("--seed", type=int, default=0, help="nnsvc's sampling and augmentation seed (0)")
+    timing.add_argument(
+        "--stages",
+        action="store_true",
+        help="on cuda, also split nnsvc's step into augmentation / targets / rest (adds device syncs; "
+        "always done on cpu, where it costs nothing)",
+    )
+    args = parser.parse_args()
+    iterations = args.iterations or DEFAULTS[args.device]["iterations"]
+    warmup = DEFAULTS[args.device]["warmup"] if args.warmup is None else args.warmup
+    shape = args.shape or (CPU_SHAPE if args.device == "cpu" else PRESETS["ct"].shape)
+    is_staged = args.stages or args.device == "cpu"
+
+    loads = {"start": load_average()}
+    card = machine(args.device)
+    print(f"machine: {card}; 1-min load average {loads['start']:.2f}")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="nnsvc_bench_train_"))
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    preprocessed = prepare_data(root, args.cases, shape, args.workers)
+    nnunet_root = root / "nnunet"
+    if not (nnunet_root / "preprocessed").exists():
+        prepared = run_reference(
+            "train_reference.py",
+            "prepare",
+            str(nnunet_root),
+            str(root / "raw"),
+            str(preprocessed),
+            CONFIGURATION,
+            str(args.workers),
+        )
+        print(f"nnU-Net preprocessing: {prepared['preprocess_seconds']:.1f} s")
+    print(f"data ready after {time.perf_counter() - started:.1f} s")
+
+    loads["before_nnsvc"] = load_average()
+    ours = run_ours(preprocessed, args.device, iterations, warmup, args.seed, is_staged)
+    ours_summary = throughput(ours["wait_seconds"], ours["step_seconds"])
+    print(
+        f"nnsvc: {ours_summary['iterations_per_s']:.4f} it/s, "
+        f"data wait {100 * ours_summary['data_wait_fraction']:.1f}%"
+    )
+    loads["before_nnunet"] = load_average()
+    reference = run_reference(
+        "train_reference.py", "train", str(nnunet_root), CONFIGURATION, args.device, str(iterations), str(warmup)
+    )
+    reference_summary = throughput(reference["wait_seconds"], reference["step_seconds"])
+    print(
+        f"nnU-Net: {reference_summary['iterations_per_s']:.4f} it/s, "
+        f"data wait {100 * reference_summary['data_wait_fraction']:.1f}%"
+    )
+    loads["end"] = load_average()
+    if (ours["patch_size"], ours["batch_size"]) != (reference["patch_size"], reference["batch_size"]):
+        raise RuntimeError(f"the two sides trained different plans: {ours} vs {reference}")
+
+    result = {
+        "benchmark": "train",
+        "configuration": CONFIGURATION,
+        "device": args.device,
+        "cases": args.cases,
+        "case_shape": list(shape),
+        "patch_size": ours["patch_size"],
+        "batch_size": ours["batch_size"],
+        "iterations": iterations,
+        "warmup": warmup,
+        "machine": card,
+        "load_average_1min": loads,
+        "nnsvc": {
+            **ours_summary,
+            **(stage_summary(ours["stage_seconds"], ours["step_seconds"]) if is_staged else {}),
+            "first_last_loss": [ours["losses"][0], ours["losses"][-1]],
+            "setup_seconds": ours["setup_seconds"],
+            "torch": ours["torch"],
+            "torch_threads": ours["torch_threads"],
+            "loader": "BatchStream: 1 background thread in the training process, 3 batches ahead",
+            "peak_rss_mb": ours["peak_rss_mb"],
+            "peak_gpu_mb": ours["peak_gpu_mb"],
+        },
+        "nnunet": {
+            **reference_summary,
+            "first_last_loss": [reference["losses"][0], reference["losses"][-1]],
+            "setup_seconds": reference["setup_seconds"],
+            "torch": reference["torch"],
+            "torch_threads": reference["torch_threads"],
+            "da_processes_train": reference["da_processes_train"],
+            "da_processes_val": reference["da_processes_val"],
+            "peak_rss_mb": reference["peak_rss_mb_main"],
+            "peak_rss_mb_largest_worker": reference["peak_rss_mb_workers"],
+            "peak_gpu_mb": reference["peak_gpu_mb"],
+        },
+        "speedup": ours_summary["iterations_per_s"] / reference_summary["iterations_per_s"],
+        "speedup_median": ours_summary["iterations_per_s_median"]
+        / reference_summary["iterations_per_s_median"],
+        "target_speedup": 2.0,
+        "target_data_wait_fraction_gpu": 0.05,
+        "memory_measure": "ru_maxrss of each side's training process (nnsvc: its loader thread included); "
+        "nnU-Net's augmentation workers separately (largest one)",
+    }
+    print(
+        f"nnsvc {result['nnsvc']['iterations_per_s']:.4f} it/s, nnU-Net "
+        f"{result['nnunet']['iterations_per_s']:.4f} it/s: {result['speedup']:.2f}x; nnsvc waits for data "
+        f"{100 * result['nnsvc']['data_wait_fraction']:.1f}% of the time; load {loads}"
+    )
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
