@@ -30,8 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train one fold of one configuration",
         description=(
             "Train a U-Net for one configuration and fold on data preprocessed by `nnsvc plan`. The model "
-            "folder gets plans.json and dataset.json beside fold_<FOLD>/ with checkpoints, the training "
-            "log, progress.png and every option of the run."
+            "folder gets MODEL_DIR/<CONFIGURATION>/ with plans.json and dataset.json beside fold_<FOLD>/, "
+            "which holds the checkpoints, the training log, progress.png and every option of the run."
         ),
     )
     train.add_argument("preprocessed_dir", type=Path, help="output folder of `nnsvc plan`")

@@ -386,13 +386,13 @@ def fold_folder_name(fold: Fold) -> str:
     return f"fold_{fold}"
 
 
-def prepare_model_dir(preprocessed_dir: Path, model_dir: Path) -> None:
+def prepare_configuration_dir(preprocessed_dir: Path, configuration_dir: Path) -> None:
     """Copy plans.json, dataset.json and the fingerprint beside the fold folders, as nnU-Net v2 does."""
-    model_dir.mkdir(parents=True, exist_ok=True)
+    configuration_dir.mkdir(parents=True, exist_ok=True)
     for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
         source = Path(preprocessed_dir) / name
-        if source.is_file() and not (model_dir / name).is_file():
-            shutil.copyfile(source, model_dir / name)
+        if source.is_file() and not (configuration_dir / name).is_file():
+            shutil.copyfile(source, configuration_dir / name)
 
 
 def train_fold(
@@ -406,7 +406,9 @@ def train_fold(
     should_stop: ShouldStop = lambda: False,
 ) -> FoldResult:
     """Train `fold` of `configuration` from `preprocessed_dir` (written by `nnsvc plan`) into
-    `model_dir/fold_<fold>/`. With `is_resume`, continue from the latest or final checkpoint."""
+    `model_dir/<configuration>/fold_<fold>/`. With `is_resume`, continue from the latest or final
+    checkpoint. A model folder holds one folder per configuration, each like nnU-Net v2's
+    `Trainer__Plans__Configuration` folder: plans.json and dataset.json beside the fold folders."""
     preprocessed_dir, model_dir = Path(preprocessed_dir), Path(model_dir)
     plans = load_plans(preprocessed_dir / "plans.json")
     dataset_json = json.loads((preprocessed_dir / "dataset.json").read_text())
@@ -416,7 +418,7 @@ def train_fold(
         raise TrainingSetupError(
             f"{configuration}: cascade training needs the previous stage's predictions, not available yet"
         )
-    fold_dir = model_dir / fold_folder_name(fold)
+    fold_dir = model_dir / configuration / fold_folder_name(fold)
     checkpoint_path = resumable_checkpoint(fold_dir) if is_resume else None
     checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path else None
     if checkpoint is not None:
@@ -429,7 +431,7 @@ def train_fold(
     elif fold_dir.exists() and any(fold_dir.glob("checkpoint_*.pth")):
         raise CheckpointError(f"{fold_dir}: already holds checkpoints; pass resume to continue it")
     parts = build_parts(preprocessed_dir, plans, spec, configuration, fold, options)
-    prepare_model_dir(preprocessed_dir, model_dir)
+    prepare_configuration_dir(preprocessed_dir, model_dir / configuration)
     fold_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(fold_dir / "training_options.json", options.to_json())
     init_args = {

@@ -31,6 +31,6 @@ def test_two_cases_are_learned_to_dice_above_0_9(tmp_path: Path) -> None:
     plan_and_preprocess(raw, tmp_path / "preprocessed", PlanOptions(workers=1))
     options = TrainingOptions(epochs=8, iterations_per_epoch=12, validation_iterations=2, seed=0)
     train_fold(tmp_path / "preprocessed", "3d_fullres", "all", tmp_path / "model", options)
-    log = load_checkpoint(tmp_path / "model" / "fold_all" / FINAL)["logging"]
+    log = load_checkpoint(tmp_path / "model" / "3d_fullres" / "fold_all" / FINAL)["logging"]
     assert log["mean_fg_dice"][-1] > 0.9, log["mean_fg_dice"]
     assert log["train_losses"][-1] < log["train_losses"][0]

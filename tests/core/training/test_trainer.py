@@ -45,7 +45,7 @@ def test_resuming_gives_the_weights_of_an_uninterrupted_run(preprocessed: Path, 
             one,
             should_stop=lambda: next(stop_after_first_epoch),
         )
-    fold = tmp_path / "resumed" / "fold_0"
+    fold = tmp_path / "resumed" / "3d_fullres" / "fold_0"
     assert (fold / LATEST).is_file() and not (fold / FINAL).exists()
     assert load_checkpoint(fold / LATEST)["current_epoch"] == 1
     resumed = train_fold(preprocessed, "3d_fullres", 0, tmp_path / "resumed", SHORT, is_resume=True)
@@ -66,9 +66,9 @@ def test_a_run_records_its_options_log_curves_and_nnunet_checkpoint_keys(
         events.append({"fraction": fraction, "stage": stage, **metrics})
 
     train_fold(preprocessed, "2d", "all", tmp_path / "model", SHORT, progress=progress)
-    fold = tmp_path / "model" / "fold_all"
+    fold = tmp_path / "model" / "2d" / "fold_all"
     assert {"plans.json", "dataset.json", "dataset_fingerprint.json"} <= {
-        p.name for p in (tmp_path / "model").iterdir()
+        p.name for p in (tmp_path / "model" / "2d").iterdir()
     }
     assert json.loads((fold / "training_options.json").read_text())["seed"] == 7
     assert (fold / "progress.png").stat().st_size > 10_000
