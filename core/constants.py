@@ -96,3 +96,10 @@ TRAINING_VALIDATION_ITERATIONS = 50
 TRAINING_GRADIENT_CLIP_NORM = 12.0
 # Sample j of a batch shows foreground iff j >= round(batch_size * (1 - 0.33)) (5.4).
 TRAINING_OVERSAMPLE_FOREGROUND = 0.33
+
+# --- Evaluation and selection (METHOD.md 8) ---
+# Region mode: a region's label is painted where its sigmoid probability exceeds this (1.2, 8.4).
+REGION_PROBABILITY_THRESHOLD = 0.5
+# Configurations in the order upstream lists its candidates; a score tie goes to the earlier one, and
+# single configurations come before ensembles (8.3).
+SELECTION_CONFIGURATION_ORDER = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
