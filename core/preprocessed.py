@@ -31,6 +31,8 @@ DATA_SUFFIX = ".npy"
 SEG_SUFFIX = "_seg.npy"
 LOCATIONS_SUFFIX = "_locations.npy"
 PROPERTIES_SUFFIX = ".json"
+# Beside the configuration folders: the label files as given, for evaluation without the raw data.
+GT_FOLDER = "gt_segmentations"
 
 
 @dataclass(frozen=True)

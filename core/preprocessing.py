@@ -30,14 +30,13 @@ from core.io import read_image, read_segmentation
 from core.normalization import normalize
 from core.parallel import ProgressCallback, default_workers, map_cases, no_progress
 from core.plans import ConfigurationPlan, Plans
-from core.preprocessed import CaseProperties, read_case_document, save_case
+from core.preprocessed import GT_FOLDER, CaseProperties, read_case_document, save_case
 from core.resampling import compute_new_shape, resample
 
 logger = logging.getLogger(__name__)
 
 # Bump when the preprocessed files change meaning, so that existing outputs are redone.
 PREPROCESSED_FORMAT_VERSION = 1
-GT_FOLDER = "gt_segmentations"
 
 
 def target_spacing(configuration: ConfigurationPlan, spacing: Sequence[float]) -> list[float]:

@@ -40,7 +40,7 @@ from core.files import write_json_atomically
 from core.network import build_network
 from core.parallel import ProgressCallback, no_progress
 from core.plans import ConfigurationPlan, Plans, load_plans
-from core.preprocessed import list_cases
+from core.preprocessed import GT_FOLDER, list_cases
 from core.training.checkpoints import (
     BEST,
     FINAL,
@@ -395,6 +395,16 @@ def prepare_configuration_dir(preprocessed_dir: Path, configuration_dir: Path) -
             shutil.copyfile(source, configuration_dir / name)
 
 
+def copy_ground_truth(preprocessed_dir: Path, model_dir: Path) -> None:
+    """Keep the reference segmentations with the model, so that model selection needs nothing else."""
+    source, target = Path(preprocessed_dir) / GT_FOLDER, Path(model_dir) / GT_FOLDER
+    if source.is_dir() and not target.is_dir():
+        staging = target.with_name(f".{target.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        staging.rename(target)
+
+
 def train_fold(
     preprocessed_dir: Path,
     configuration: str,
@@ -432,6 +442,7 @@ def train_fold(
         raise CheckpointError(f"{fold_dir}: already holds checkpoints; pass resume to continue it")
     parts = build_parts(preprocessed_dir, plans, spec, configuration, fold, options)
     prepare_configuration_dir(preprocessed_dir, model_dir / configuration)
+    copy_ground_truth(preprocessed_dir, model_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(fold_dir / "training_options.json", options.to_json())
     init_args = {
