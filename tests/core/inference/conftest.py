@@ -1,0 +1,30 @@
+"""A tiny model trained for one short epoch by our trainer on oblique, anisotropic CT-like cases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from core.pipeline import PlanOptions, plan_and_preprocess
+from core.synthetic import PRESETS, generate_dataset
+from core.training.options import TrainingOptions
+from core.training.trainer import train_fold
+
+TINY_TRAINING = TrainingOptions(
+    epochs=1, iterations_per_epoch=2, validation_iterations=1, seed=1, device="cpu"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`root/raw` (5 oblique cases, 3 mm × 0.75 mm voxels) and `root/model/{3d_fullres,2d}/fold_0`."""
+    root = tmp_path_factory.mktemp("inference")
+    spec = replace(PRESETS["ct"], num_cases=5, shape=(16, 40, 40), is_oblique=True)
+    generate_dataset(root / "raw", spec, seed=3)
+    options = PlanOptions(workers=1, configurations=("2d", "3d_fullres"))
+    plan_and_preprocess(root / "raw", root / "preprocessed", options)
+    for configuration in ("3d_fullres", "2d"):
+        train_fold(root / "preprocessed", configuration, 0, root / "model", TINY_TRAINING)
+    return root
