@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from cli import dataset_commands, model_commands, training_commands
+from cli import dataset_commands, model_commands, predict_commands, training_commands
 from core.errors import ProblemsError
 from core.parallel import WorkerDiedError
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dataset_commands.register(commands)
     training_commands.register(commands)
+    predict_commands.register(commands)
     model_commands.register(commands)
     return parser
 

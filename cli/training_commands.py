@@ -10,6 +10,7 @@ from core.constants import TRAINING_EPOCHS, TRAINING_ITERATIONS_PER_EPOCH, TRAIN
 from core.training.options import TrainingOptions
 from core.training.splits import Fold
 from core.training.trainer import train_fold
+from core.training.validation import validate_fold
 
 
 def parse_fold(text: str) -> Fold:
@@ -56,6 +57,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and augmentation")
     train.add_argument("--resume", action="store_true", help="continue from the fold's latest checkpoint")
     train.add_argument("--pretrained", type=Path, help="start from this checkpoint's weights (fine-tuning)")
+    train.add_argument(
+        "--no-validation",
+        action="store_true",
+        help="skip predicting the fold's validation cases after training (model selection needs them)",
+    )
     train.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     train.set_defaults(handler=run_train)
 
@@ -79,9 +85,19 @@ def run_train(arguments: argparse.Namespace) -> int:
         is_resume=arguments.resume,
         progress=progress,
     )
-    progress.close()
     print(
         f"trained {result.epochs_run} epoch(s) into {result.fold_dir}: pseudo dice moving average "
         f"{result.final_ema_dice:.4f} (best {result.best_ema_dice:.4f})"
     )
+    if not arguments.no_validation:
+        summary = validate_fold(
+            arguments.preprocessed_dir,
+            arguments.model_dir,
+            arguments.configuration,
+            arguments.fold,
+            device=arguments.device,
+            progress=progress,
+        )
+        print(f"validation: foreground mean Dice {summary.foreground_mean_dice:.4f} over the fold's cases")
+    progress.close()
     return 0

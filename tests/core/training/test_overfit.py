@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
-
-import SimpleITK as sitk
 
 from core.pipeline import PlanOptions, plan_and_preprocess
 from core.synthetic import PRESETS, generate_dataset
 from core.training.checkpoints import FINAL, load_checkpoint
 from core.training.options import TrainingOptions
 from core.training.trainer import train_fold
-
-
-def merge_labels_into_one_organ(raw: Path) -> None:
-    """Lesion and organ become one label, so two cases hold enough foreground to learn from quickly."""
-    for path in (raw / "labelsTr").iterdir():
-        image = sitk.ReadImage(str(path))
-        sitk.WriteImage(sitk.Clamp(image, upperBound=1), str(path))
-    document = json.loads((raw / "dataset.json").read_text())
-    document["labels"] = {"background": 0, "organ": 1}
-    (raw / "dataset.json").write_text(json.dumps(document))
+from tests.label_support import merge_labels_into_one_organ
 
 
 def test_two_cases_are_learned_to_dice_above_0_9(tmp_path: Path) -> None:
