@@ -5,21 +5,28 @@ preprocessed cases, the method's augmentation, deep-supervision targets, forward
 the SGD step — of nnsvc's `Trainer.train_step` fed by its `BatchStream`, and of nnU-Net v2's
 `nnUNetTrainer.train_step` fed by its `dataloader_train` (batchgenerators workers, as many as nnU-Net
 picks for this machine). Each side runs in its own process: a few untimed warm-up iterations, then
-`--iterations` timed ones, the device synchronised before every clock read. Per iteration we time the
-seconds blocked waiting for the batch (`next(stream)`) and the step, and report iterations/s as
-N / total time (what a run gets) and as 1 / median iteration, the spread, the data-wait fraction
-(seconds blocked in `next` / total; on a GPU this is time the GPU idles for want of data — the target
-is under 5%), and the ratio nnsvc / nnU-Net (target: at least 2×). On CPU (or with `--stages`) the
-nnsvc step is split further into augmentation, target downsampling and the rest (network, loss,
-optimizer), timed inside the real `train_step`. Peak memory is ru_maxrss of each side's training
-process (and, for nnU-Net, of its largest augmentation worker).
+`--iterations` timed ones (split over `--rounds` rounds in the order A B, B A, each side in a fresh
+process, so that load from other processes on a shared machine falls on both alike), the device
+synchronised before every clock read. Per iteration we time the seconds blocked waiting for the batch
+(`next(stream)`) and the step, and report iterations/s as N / total time (what a run gets) and as
+1 / median iteration, the spread, the data-wait fraction (seconds blocked in `next` / total; on a
+GPU this is time the GPU idles for want of data — the target is under 5%), and the ratio nnsvc /
+nnU-Net (target: at least 2×). On CPU (or with `--stages`) the nnsvc step is split further into
+augmentation, target downsampling and the rest (network, loss, optimizer), timed inside the real
+`train_step`. Peak memory is ru_maxrss of each side's training process (and, for nnU-Net, of its
+largest augmentation worker).
 
 Data: `core.synthetic`'s CT preset (`--cases`, default 10), planned and preprocessed by
 `core.pipeline.plan_and_preprocess`; nnU-Net reads our plans.json (same patch size, batch size and
 network) and splits_final.json (same fold-0 training cases) and preprocesses the same raw files with
-its `DefaultPreprocessor`. On CPU the cases default to 24 × 96 × 96 voxels (patch 28 × 96 × 112,
+its `DefaultPreprocessor`. On CPU the cases default to 20 × 80 × 80 voxels (patch 24 × 96 × 96,
 five stages) because one step of the preset's full-size plan (patch 48 × 192 × 192, six stages)
 takes one to two minutes on two cores; on CUDA the preset's own size is the default.
+
+Ceiling: each side also times a few bare network steps (forward, backward, SGD on a random batch; no
+data, no real loss). Both sides train the same network, so nnsvc cannot beat nnU-Net's seconds per
+iteration divided by its own bare network step: `speedup_ceiling`. On a CPU, where the network's
+compute dominates, that ceiling is close to 1; the 2× target is a GPU figure.
 
 Why: nnU-Net v2 runs augmentation in CPU worker processes, and its users' commonest complaint is a
 GPU starved by the CPU (METHOD.md 10.1). Ours runs batched on the training device. Other processes on
@@ -27,8 +34,8 @@ the machine distort timings: the 1-minute load average is printed at the start, 
 at the end.
 
 Usage, from the repository root:
-  python -m benchmarks.train [--device cpu|cuda] [--cases 10] [--shape 24x96x96] [--iterations 20]
-      [--warmup 3] [--workers 2] [--seed 0] [--stages] [--keep DIR]
+  python -m benchmarks.train [--device cpu|cuda] [--cases 10] [--shape 20x80x80] [--iterations 20]
+      [--warmup 2] [--rounds 2] [--bare-repeats 2] [--workers 2] [--seed 0] [--stages] [--keep DIR]
 The last stdout line is one JSON object.
 """
 
@@ -45,7 +52,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +66,21 @@ from core.training.splits import SPLITS_FILE_NAME, load_or_create_splits
 from tests.reference import run_reference
 
 CONFIGURATION = "3d_fullres"
-CPU_SHAPE = (24, 96, 96)
-DEFAULTS = {"cpu": {"iterations": 20, "warmup": 3}, "cuda": {"iterations": 100, "warmup": 10}}
+CPU_SHAPE = (20, 80, 80)
+DEFAULTS = {"cpu": {"iterations": 20, "warmup": 2}, "cuda": {"iterations": 100, "warmup": 10}}
 STAGES = ("augment_training_batch", "make_targets")  # names in core.training.trainer, timed in place
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How each side is timed."""
+
+    device: str
+    iterations: int
+    warmup: int
+    bare_repeats: int
+    seed: int
+    is_staged: bool
 
 
 def machine(device: str) -> dict:
@@ -123,6 +142,39 @@ def prepare_data(root: Path, cases: int, shape: tuple[int, int, int], workers: i
     return preprocessed
 
 
+def bare_network_seconds(network, optimizer, shape: tuple[int, ...], device, repeats: int) -> list[float]:
+    """Seconds per forward + backward + SGD step on a fixed random batch (one untimed first): no data,
+    no real loss. The reference script times nnU-Net's network the same way; the weights and optimizer
+    state are put back afterwards."""
+    import copy
+
+    import torch
+
+    saved = copy.deepcopy(network.state_dict()), copy.deepcopy(optimizer.state_dict())
+    is_cuda = device.type == "cuda"
+    image = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    seconds = []
+    for repeat in range(repeats + 1):
+        if is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=is_cuda):
+            outputs = network(image)
+            outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+            loss = sum(output.float().mean() for output in outputs)
+        loss.backward()
+        optimizer.step()
+        if is_cuda:
+            torch.cuda.synchronize()
+        if repeat:
+            seconds.append(time.perf_counter() - start)
+    optimizer.zero_grad(set_to_none=True)
+    network.load_state_dict(saved[0])
+    optimizer.load_state_dict(saved[1])
+    return seconds
+
+
 class StageClock:
     """Seconds spent per iteration in named functions of a module, timed inside the real caller by
     replacing the module's names with timed wrappers (the device is synchronised around each call)."""
@@ -149,9 +201,7 @@ class StageClock:
         return taken
 
 
-def _run_ours(
-    preprocessed: str, device: str, iterations: int, warmup: int, seed: int, is_staged: bool, queue
-) -> None:
+def _run_ours(preprocessed: str, timing: Timing, queue) -> None:
     """Child process body, so that its memory peak and thread settings are this run's alone."""
     import torch
 
@@ -162,23 +212,30 @@ def _run_ours(
     folder = Path(preprocessed)
     plans = load_plans(folder / "plans.json")
     spec = parse_dataset_json(json.loads((folder / "dataset.json").read_text()))
-    options = TrainingOptions(device=device, seed=seed)
-    is_cuda = device == "cuda"
+    options = TrainingOptions(device=timing.device, seed=timing.seed)
+    is_cuda = timing.device == "cuda"
 
     def sync() -> None:
         if is_cuda:
             torch.cuda.synchronize()
 
+    configuration = plans.configuration(CONFIGURATION)
     setup_start = time.perf_counter()
     parts = trainer_module.build_parts(folder, plans, spec, CONFIGURATION, 0, options)
     with tempfile.TemporaryDirectory() as fold_dir:
         trainer = trainer_module.Trainer(parts, options, Path(fold_dir), init_args={})
         trainer.network.train()
-        clock = StageClock(trainer_module, STAGES, sync) if is_staged else None
+        bare_shape = (configuration.batch_size, parts.train_cases.num_channels, *configuration.patch_size)
         setup_seconds = time.perf_counter() - setup_start
+        bare = bare_network_seconds(
+            trainer.network, trainer.optimizer, bare_shape, parts.device, timing.bare_repeats
+        )
+        clock = StageClock(trainer_module, STAGES, sync) if timing.is_staged else None
         waits, steps, losses, stages = [], [], [], []
-        with BatchStream(parts.train_cases, parts.train_sampling, seed, 0, pin_memory=is_cuda) as stream:
-            for iteration in range(warmup + iterations):
+        with BatchStream(
+            parts.train_cases, parts.train_sampling, timing.seed, 0, pin_memory=is_cuda
+        ) as stream:
+            for iteration in range(timing.warmup + timing.iterations):
                 sync()
                 start = time.perf_counter()
                 batch = next(stream)
@@ -187,17 +244,17 @@ def _run_ours(
                 sync()
                 end = time.perf_counter()
                 taken = clock.take() if clock else {}
-                if iteration >= warmup:
+                if iteration >= timing.warmup:
                     waits.append(loaded - start)
                     steps.append(end - loaded)
                     stages.append(taken)
-    configuration = plans.configuration(CONFIGURATION)
     queue.put(
         {
             "wait_seconds": waits,
             "step_seconds": steps,
             "stage_seconds": stages,
             "losses": losses,
+            "bare_network_seconds": bare,
             "setup_seconds": setup_seconds,
             "patch_size": list(configuration.patch_size),
             "batch_size": configuration.batch_size,
@@ -209,12 +266,10 @@ def _run_ours(
     )
 
 
-def run_ours(preprocessed: Path, device: str, iterations: int, warmup: int, seed: int, is_staged: bool) -> dict:
+def run_ours(preprocessed: Path, timing: Timing) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(
-        target=_run_ours, args=(str(preprocessed), device, iterations, warmup, seed, is_staged, queue)
-    )
+    process = context.Process(target=_run_ours, args=(str(preprocessed), timing, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -234,6 +289,25 @@ def stage_summary(stages: list[dict[str, float]], steps: list[float]) -> dict:
         "augmentation_fraction_of_step": sum(augmentation) / total,
         "targets_fraction_of_step": sum(targets) / total,
     }
+
+
+def split_iterations(iterations: int, rounds: int) -> list[int]:
+    """Timed iterations per round, as even as possible; rounds without any are dropped."""
+    counts = [iterations // rounds + (1 if r < iterations % rounds else 0) for r in range(rounds)]
+    return [count for count in counts if count]
+
+
+def merge_rounds(runs: list[dict]) -> dict:
+    """One side's rounds as one run: per-iteration lists joined, the largest memory peaks, the first
+    round's losses and settings."""
+    merged = dict(runs[0])
+    for key in ("wait_seconds", "step_seconds", "stage_seconds", "bare_network_seconds"):
+        if key in merged:
+            merged[key] = [value for run in runs for value in run[key]]
+    for key in ("peak_rss_mb", "peak_rss_mb_main", "peak_rss_mb_workers", "peak_gpu_mb"):
+        if merged.get(key) is not None:
+            merged[key] = max(run[key] for run in runs)
+    return merged
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -258,7 +332,23 @@ def main() -> None:
     timing = parser.add_argument_group("timing")
     timing.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="training device (cpu)")
     timing.add_argument("--iterations", type=int, help="timed iterations per side (cpu 20, cuda 100)")
-    timing.add_argument("--warmup", type=int, help="untimed iterations first, per side (cpu 3, cuda 10)")
+    timing.add_argument(
+        "--warmup", type=int, help="untimed iterations first, per side and round (cpu 2, cuda 10)"
+    )
+    timing.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="split the timed iterations into rounds run in the order A B, B A, ..., each side in a fresh "
+        "process, so that load from other processes falls on both sides alike (2)",
+    )
+    timing.add_argument(
+        "--bare-repeats",
+        type=int,
+        default=2,
+        help="bare network steps (random batch, no data pipeline) timed per side and round, after one "
+        "untimed (2)",
+    )
     timing.add_argument("--seed", type=int, default=0, help="nnsvc's sampling and augmentation seed (0)")
     timing.add_argument(
         "--stages",
@@ -267,10 +357,25 @@ def main() -> None:
         "always done on cpu, where it costs nothing)",
     )
     args = parser.parse_args()
-    iterations = args.iterations or DEFAULTS[args.device]["iterations"]
-    warmup = DEFAULTS[args.device]["warmup"] if args.warmup is None else args.warmup
+    for name, value, minimum in (
+        ("--cases", args.cases, 5),  # five folds
+        ("--iterations", args.iterations, 1),
+        ("--warmup", args.warmup, 0),
+        ("--bare-repeats", args.bare_repeats, 1),
+        ("--rounds", args.rounds, 1),
+        ("--workers", args.workers, 1),
+    ):
+        if value is not None and value < minimum:
+            parser.error(f"{name} must be at least {minimum}, got {value}")
+    timing = Timing(
+        device=args.device,
+        iterations=args.iterations or DEFAULTS[args.device]["iterations"],
+        warmup=DEFAULTS[args.device]["warmup"] if args.warmup is None else args.warmup,
+        bare_repeats=args.bare_repeats,
+        seed=args.seed,
+        is_staged=args.stages or args.device == "cpu",
+    )
     shape = args.shape or (CPU_SHAPE if args.device == "cpu" else PRESETS["ct"].shape)
-    is_staged = args.stages or args.device == "cpu"
 
     loads = {"start": load_average()}
     card = machine(args.device)
@@ -293,23 +398,34 @@ def main() -> None:
         print(f"nnU-Net preprocessing: {prepared['preprocess_seconds']:.1f} s")
     print(f"data ready after {time.perf_counter() - started:.1f} s")
 
-    loads["before_nnsvc"] = load_average()
-    ours = run_ours(preprocessed, args.device, iterations, warmup, args.seed, is_staged)
-    ours_summary = throughput(ours["wait_seconds"], ours["step_seconds"])
-    print(
-        f"nnsvc: {ours_summary['iterations_per_s']:.4f} it/s, "
-        f"data wait {100 * ours_summary['data_wait_fraction']:.1f}%"
-    )
-    loads["before_nnunet"] = load_average()
-    reference = run_reference(
-        "train_reference.py", "train", str(nnunet_root), CONFIGURATION, args.device, str(iterations), str(warmup)
-    )
-    reference_summary = throughput(reference["wait_seconds"], reference["step_seconds"])
-    print(
-        f"nnU-Net: {reference_summary['iterations_per_s']:.4f} it/s, "
-        f"data wait {100 * reference_summary['data_wait_fraction']:.1f}%"
-    )
+    runs: dict[str, list[dict]] = {"nnsvc": [], "nnunet": []}
+    sides = {
+        "nnsvc": lambda count: run_ours(preprocessed, replace(timing, iterations=count)),
+        "nnunet": lambda count: run_reference(
+            "train_reference.py",
+            "train",
+            str(nnunet_root),
+            CONFIGURATION,
+            args.device,
+            str(count),
+            str(timing.warmup),
+            str(timing.bare_repeats),
+        ),
+    }
+    for round_index, count in enumerate(split_iterations(timing.iterations, args.rounds)):
+        order = ("nnsvc", "nnunet") if round_index % 2 == 0 else ("nnunet", "nnsvc")
+        for side in order:
+            loads[f"round {round_index + 1} before {side}"] = load_average()
+            runs[side].append(sides[side](count))
+            summary = throughput(runs[side][-1]["wait_seconds"], runs[side][-1]["step_seconds"])
+            print(
+                f"round {round_index + 1}, {side}: {summary['iterations_per_s']:.4f} it/s over {count}, "
+                f"data wait {100 * summary['data_wait_fraction']:.1f}%"
+            )
     loads["end"] = load_average()
+    ours, reference = merge_rounds(runs["nnsvc"]), merge_rounds(runs["nnunet"])
+    ours_summary = throughput(ours["wait_seconds"], ours["step_seconds"])
+    reference_summary = throughput(reference["wait_seconds"], reference["step_seconds"])
     if (ours["patch_size"], ours["batch_size"]) != (reference["patch_size"], reference["batch_size"]):
         raise RuntimeError(f"the two sides trained different plans: {ours} vs {reference}")
 
@@ -321,13 +437,15 @@ def main() -> None:
         "case_shape": list(shape),
         "patch_size": ours["patch_size"],
         "batch_size": ours["batch_size"],
-        "iterations": iterations,
-        "warmup": warmup,
+        "iterations": timing.iterations,
+        "rounds": args.rounds,
+        "warmup_per_round": timing.warmup,
         "machine": card,
         "load_average_1min": loads,
         "nnsvc": {
             **ours_summary,
-            **(stage_summary(ours["stage_seconds"], ours["step_seconds"]) if is_staged else {}),
+            **(stage_summary(ours["stage_seconds"], ours["step_seconds"]) if timing.is_staged else {}),
+            "bare_network_seconds": spread(ours["bare_network_seconds"]),
             "first_last_loss": [ours["losses"][0], ours["losses"][-1]],
             "setup_seconds": ours["setup_seconds"],
             "torch": ours["torch"],
@@ -338,6 +456,7 @@ def main() -> None:
         },
         "nnunet": {
             **reference_summary,
+            "bare_network_seconds": spread(reference["bare_network_seconds"]),
             "first_last_loss": [reference["losses"][0], reference["losses"][-1]],
             "setup_seconds": reference["setup_seconds"],
             "torch": reference["torch"],
@@ -353,13 +472,20 @@ def main() -> None:
         / reference_summary["iterations_per_s_median"],
         "target_speedup": 2.0,
         "target_data_wait_fraction_gpu": 0.05,
+        "speedup_ceiling": reference_summary["seconds_per_iteration"]["median"]
+        / statistics.median(ours["bare_network_seconds"]),
+        "bare_network_ratio": statistics.median(reference["bare_network_seconds"])
+        / statistics.median(ours["bare_network_seconds"]),
         "memory_measure": "ru_maxrss of each side's training process (nnsvc: its loader thread included); "
-        "nnU-Net's augmentation workers separately (largest one)",
+        "nnU-Net's augmentation workers separately (largest one; they are forked, so their peak counts "
+        "pages shared with the main process)",
     }
     print(
         f"nnsvc {result['nnsvc']['iterations_per_s']:.4f} it/s, nnU-Net "
-        f"{result['nnunet']['iterations_per_s']:.4f} it/s: {result['speedup']:.2f}x; nnsvc waits for data "
-        f"{100 * result['nnsvc']['data_wait_fraction']:.1f}% of the time; load {loads}"
+        f"{result['nnunet']['iterations_per_s']:.4f} it/s: {result['speedup']:.2f}x (ceiling "
+        f"{result['speedup_ceiling']:.2f}x); nnsvc waits for data "
+        f"{100 * result['nnsvc']['data_wait_fraction']:.1f}% of the time; 1-min load average "
+        + ", ".join(f"{k} {v:.2f}" for k, v in loads.items())
     )
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Usage:
   train_reference.py prepare SCRATCH RAW_DIR PREPROCESSED_DIR CONFIGURATION WORKERS
-  train_reference.py train SCRATCH CONFIGURATION DEVICE ITERATIONS WARMUP
+  train_reference.py train SCRATCH CONFIGURATION DEVICE ITERATIONS WARMUP BARE_REPEATS
 
 `prepare` lays out nnU-Net's folders under SCRATCH (nnUNet_raw/Dataset999_Reference links RAW_DIR), copies
 PREPROCESSED_DIR's plans.json (as nnUNetPlans.json), dataset.json, dataset_fingerprint.json and
@@ -11,7 +11,10 @@ for CONFIGURATION with WORKERS processes, writing nnU-Net's own preprocessed fil
 
 `train` sets threads as `nnUNetv2_train` does (OMP/MKL/OpenBLAS 1; torch threads = CPU count on CPU,
 1 on CUDA), builds `nnUNetTrainer(plans, CONFIGURATION, 0, dataset_json, device)` with
-nnUNet_compile=f, calls `on_train_start()` (network, loss, optimizer, dataloaders with the number of
+nnUNet_compile=f, times BARE_REPEATS bare network steps (after one untimed: forward on a fixed random
+batch of the plan's shape, the mean of the outputs as loss, backward, SGD step; no data, no real loss —
+the same definition the nnsvc side uses, to separate the torch build and network from the pipeline),
+calls `on_train_start()` (network, loss, optimizer, dataloaders with the number of
 augmentation worker processes nnU-Net picks for this machine), then times WARMUP untimed and ITERATIONS
 timed `train_step(next(dataloader_train))` calls: the seconds blocked in `next` and in `train_step`
 separately, the device synchronised before each clock read. Then it stops the workers as `on_train_end`
@@ -71,7 +74,42 @@ def set_threads_as_nnunetv2_train(device: str) -> None:
         torch.set_num_interop_threads(1)
 
 
-def train(root: Path, configuration: str, device_name: str, iterations: int, warmup: int) -> dict:
+def bare_network_seconds(network, optimizer, shape: list[int], device, repeats: int) -> list[float]:
+    """Seconds per forward + backward + SGD step on a fixed random batch, one untimed first; the
+    weights and optimizer state are put back afterwards."""
+    import copy
+
+    import torch
+
+    saved = copy.deepcopy(network.state_dict()), copy.deepcopy(optimizer.state_dict())
+
+    is_cuda = device.type == "cuda"
+    image = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    seconds = []
+    for repeat in range(repeats + 1):
+        if is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=is_cuda):
+            outputs = network(image)
+            outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+            loss = sum(output.float().mean() for output in outputs)
+        loss.backward()
+        optimizer.step()
+        if is_cuda:
+            torch.cuda.synchronize()
+        if repeat:
+            seconds.append(time.perf_counter() - start)
+    optimizer.zero_grad(set_to_none=True)
+    network.load_state_dict(saved[0])
+    optimizer.load_state_dict(saved[1])
+    return seconds
+
+
+def train(
+    root: Path, configuration: str, device_name: str, iterations: int, warmup: int, bare_repeats: int
+) -> dict:
     point_to(root)
     os.environ["nnUNet_compile"] = "f"
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -94,6 +132,10 @@ def train(root: Path, configuration: str, device_name: str, iterations: int, war
             torch.cuda.synchronize()
 
     trainer = nnUNetTrainer(plans, configuration, 0, dataset_json, device)
+    trainer.initialize()
+    patch_size = list(trainer.configuration_manager.patch_size)
+    bare_shape = [trainer.batch_size, trainer.num_input_channels, *patch_size]
+    bare = bare_network_seconds(trainer.network, trainer.optimizer, bare_shape, device, bare_repeats)
     setup_start = time.perf_counter()
     trainer.on_train_start()
     trainer.on_train_epoch_start()
@@ -120,8 +162,9 @@ def train(root: Path, configuration: str, device_name: str, iterations: int, war
         "wait_seconds": waits,
         "step_seconds": steps,
         "losses": losses,
+        "bare_network_seconds": bare,
         "setup_seconds": setup_seconds,
-        "patch_size": list(trainer.configuration_manager.patch_size),
+        "patch_size": patch_size,
         "batch_size": trainer.batch_size,
         "da_processes_train": getattr(trainer.dataloader_train, "num_processes", 0),
         "da_processes_val": getattr(trainer.dataloader_val, "num_processes", 0),
@@ -146,8 +189,10 @@ def main() -> None:
             int(workers),
         )
     elif command == "train":
-        root, configuration, device, iterations, warmup = args
-        result = train(Path(root).resolve(), configuration, device, int(iterations), int(warmup))
+        root, configuration, device, iterations, warmup, bare_repeats = args
+        result = train(
+            Path(root).resolve(), configuration, device, int(iterations), int(warmup), int(bare_repeats)
+        )
     else:
         raise SystemExit(f"unknown command {command!r}; use prepare or train")
     print(json.dumps(result))
