@@ -81,6 +81,7 @@ class Timing:
     bare_repeats: int
     seed: int
     is_staged: bool
+    precision: str
 
 
 def machine(device: str) -> dict:
@@ -212,7 +213,7 @@ def _run_ours(preprocessed: str, timing: Timing, queue) -> None:
     folder = Path(preprocessed)
     plans = load_plans(folder / "plans.json")
     spec = parse_dataset_json(json.loads((folder / "dataset.json").read_text()))
-    options = TrainingOptions(device=timing.device, seed=timing.seed)
+    options = TrainingOptions(device=timing.device, seed=timing.seed, precision=timing.precision)
     is_cuda = timing.device == "cuda"
 
     def sync() -> None:
@@ -260,6 +261,7 @@ def _run_ours(preprocessed: str, timing: Timing, queue) -> None:
             "batch_size": configuration.batch_size,
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
+            "autocast": str(trainer.autocast_dtype or "none"),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if is_cuda else None,
         }
@@ -351,6 +353,13 @@ def main() -> None:
     )
     timing.add_argument("--seed", type=int, default=0, help="nnsvc's sampling and augmentation seed (0)")
     timing.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="nnsvc's training precision (auto: float16 on CUDA, bfloat16 on CPUs that compute it natively; "
+        "nnU-Net v2 trains in float32 on CPU and float16 on CUDA)",
+    )
+    timing.add_argument(
         "--stages",
         action="store_true",
         help="on cuda, also split nnsvc's step into augmentation / targets / rest (adds device syncs; "
@@ -374,6 +383,7 @@ def main() -> None:
         bare_repeats=args.bare_repeats,
         seed=args.seed,
         is_staged=args.stages or args.device == "cpu",
+        precision=args.precision,
     )
     shape = args.shape or (CPU_SHAPE if args.device == "cpu" else PRESETS["ct"].shape)
 
@@ -450,6 +460,7 @@ def main() -> None:
             "setup_seconds": ours["setup_seconds"],
             "torch": ours["torch"],
             "torch_threads": ours["torch_threads"],
+            "autocast": ours["autocast"],
             "loader": "BatchStream: 1 background thread in the training process, 3 batches ahead",
             "peak_rss_mb": ours["peak_rss_mb"],
             "peak_gpu_mb": ours["peak_gpu_mb"],

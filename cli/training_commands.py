@@ -54,6 +54,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help=f"pseudo-validation batches per epoch (default: {TRAINING_VALIDATION_ITERATIONS})",
     )
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    train.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="mixed precision: auto = float16 on CUDA, bfloat16 on CPUs that compute it natively",
+    )
     train.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and augmentation")
     train.add_argument("--resume", action="store_true", help="continue from the fold's latest checkpoint")
     train.add_argument("--pretrained", type=Path, help="start from this checkpoint's weights (fine-tuning)")
@@ -73,6 +79,7 @@ def run_train(arguments: argparse.Namespace) -> int:
         validation_iterations=arguments.validation_iterations,
         seed=arguments.seed,
         device=arguments.device,
+        precision=arguments.precision,
         pretrained_weights=str(arguments.pretrained) if arguments.pretrained else None,
     )
     progress = ProgressBars(enabled=not arguments.no_progress)

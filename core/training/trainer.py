@@ -119,6 +119,18 @@ def choose_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The mixed-precision type of the forward pass, or None for plain float32 (see TrainingOptions)."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16" or device.type == "cuda":
+        return torch.float16
+    has_native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if device.type == "cpu" and has_native_bf16 else None
+
+
 def num_network_outputs(spec: DatasetSpec) -> int:
     """Softmax over every label, or one sigmoid channel per foreground region (METHOD.md 1.2)."""
     if spec.has_regions:
@@ -217,7 +229,11 @@ class Trainer:
             nesterov=TRAINING_SGD_NESTEROV,
         )
         self.is_cuda = parts.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.is_cuda)
+        self.autocast_dtype = autocast_dtype(parts.device, options.precision)
+        # Only float16 needs loss scaling: bfloat16 has float32's exponent range.
+        self.scaler = torch.amp.GradScaler(
+            parts.device.type, enabled=self.autocast_dtype == torch.float16 and self.is_cuda
+        )
         self.state = TrainingState(next_epoch=0, best_ema=None)
         self.log = TrainingLog()
         self.log_path = fold_dir / f"training_log_{datetime.now():%Y_%m_%d_%H_%M_%S}.txt"
@@ -234,7 +250,7 @@ class Trainer:
         return {
             "network_weights": self.network.state_dict(),
             "optimizer_state": self.optimizer.state_dict(),
-            "grad_scaler_state": self.scaler.state_dict() if self.is_cuda else None,
+            "grad_scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "logging": self.log.entries,
             "_best_ema": self.state.best_ema,
             "current_epoch": self.state.next_epoch,
@@ -243,6 +259,10 @@ class Trainer:
             "inference_allowed_mirroring_axes": list(self.parts.augmentation.mirror_axes),
             "options": self.options.to_json(),
         }
+
+    def autocast(self) -> torch.autocast:
+        dtype = self.autocast_dtype or torch.float32
+        return torch.autocast(self.parts.device.type, dtype=dtype, enabled=self.autocast_dtype is not None)
 
     def train_step(self, batch_image: torch.Tensor, batch_seg: torch.Tensor, index: int) -> float:
         device = self.parts.device
@@ -253,8 +273,9 @@ class Trainer:
         )
         targets = make_targets(seg, self.parts)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=self.is_cuda):
-            loss = self.parts.loss(self.network(image), targets)
+        with self.autocast():
+            outputs = self.network(image)
+        loss = self.parts.loss([output.float() for output in outputs], targets)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), TRAINING_GRADIENT_CLIP_NORM)
@@ -267,10 +288,10 @@ class Trainer:
         device = self.parts.device
         image = batch_image.to(device, non_blocking=True)
         targets = make_targets(prepare_validation_batch(batch_seg.to(device, non_blocking=True)), self.parts)
-        with torch.autocast(device.type, enabled=self.is_cuda):
-            outputs = self.network(image)
-            loss = self.parts.loss(outputs, targets)
-        counts = hard_dice_counts(outputs[0].float(), targets[0], self.parts.loss_settings)
+        with self.autocast():
+            outputs = [output.float() for output in self.network(image)]
+        loss = self.parts.loss(outputs, targets)
+        counts = hard_dice_counts(outputs[0], targets[0], self.parts.loss_settings)
         return float(loss), counts
 
     def run_epoch(self, epoch: int, progress: ProgressCallback, should_stop: ShouldStop) -> EpochRecord:
