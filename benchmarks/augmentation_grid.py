@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from benchmarks.machine import machine_card
 from core.augmentation import (
     AugmentationDraw,
     AugmentationSettings,
@@ -81,19 +81,6 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip nnU-Net v2's pipeline")
     return parser.parse_args()
-
-
-def machine(device: torch.device) -> dict:
-    card = {
-        "device": str(device),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if device.type == "cuda":
-        card["gpu"] = torch.cuda.get_device_name(device)
-    return card
 
 
 def crop_with_padding(
@@ -261,7 +248,7 @@ def main() -> None:
         device = torch.device(args.device)
     patch = tuple(int(v) for v in args.patch.split("x"))
     settings = configure_augmentation(patch, [0, 1, 2])
-    print(f"machine: {json.dumps(machine(device))}")
+    print(f"machine: {json.dumps(machine_card(str(device)))}")
     print(f"patch {patch}, initial patch {settings.initial_patch_size}, dummy 2D: {settings.is_dummy_2d}")
     png = write_grid(settings, args.seed, args.out)
     print(f"grid: {png}")

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import platform
 import resource
 import shutil
 import statistics
@@ -33,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import machine_card
 from core.dataset import load_dataset_json
 from core.fingerprint import extract_fingerprint
 from core.planning import plan_experiment
@@ -41,26 +40,6 @@ from core.preprocessed import list_cases, load_case
 from core.preprocessing import preprocess
 from core.synthetic import PRESETS, generate_dataset
 from tests.reference import run_reference
-
-
-def machine() -> dict:
-    import torch
-
-    model = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def peak_rss_mb() -> float:
@@ -126,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="nnsvc_bench_preprocess_"))
-    card = machine()
+    card = machine_card()
     print(f"machine: {card}")
     raw = root / "raw"
     if not (raw / "dataset.json").exists():

@@ -45,7 +45,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -55,8 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
+from benchmarks.machine import machine_card
 from core.dataset import parse_dataset_json
 from core.pipeline import PlanOptions, plan_and_preprocess
 from core.plans import load_plans
@@ -82,30 +80,6 @@ class Timing:
     seed: int
     is_staged: bool
     precision: str
-
-
-def machine(device: str) -> dict:
-    import torch
-
-    model = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    card = {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "device": device,
-    }
-    if device == "cuda":
-        card["gpu"] = torch.cuda.get_device_name(0)
-        card["cuda"] = torch.version.cuda
-    return card
 
 
 def load_average() -> float:
@@ -388,7 +362,7 @@ def main() -> None:
     shape = args.shape or (CPU_SHAPE if args.device == "cpu" else PRESETS["ct"].shape)
 
     loads = {"start": load_average()}
-    card = machine(args.device)
+    card = machine_card(args.device)
     print(f"machine: {card}; 1-min load average {loads['start']:.2f}")
     root = args.keep or Path(tempfile.mkdtemp(prefix="nnsvc_bench_train_"))
     root.mkdir(parents=True, exist_ok=True)
