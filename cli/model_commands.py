@@ -8,17 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.dataset_commands import add_workers_and_progress
 from cli.progress import ProgressBars
 from core.dataset import DatasetError, DatasetSpec, load_dataset_json
 from core.ensembling import ensemble_folders
 from core.evaluation import evaluate_predictions, evaluation_targets, save_summary
 from core.io import file_ending_of, read_segmentation
-from core.parallel import default_workers
 from core.postprocessing import apply_postprocessing_to_folder, load_postprocessing
 from core.preprocessed import GT_FOLDER
-from core.selection import find_best_configuration, save_selection
-
-SELECTION_FILE = "selection.json"
+from core.selection import SELECTION_FILE, find_best_configuration
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -39,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="labels, regions and ignore label from this file (default: PRED_DIR/dataset.json if present, "
         "else every label found in the references)",
     )
-    add_common(evaluate)
+    add_workers_and_progress(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     find_best = commands.add_parser(
@@ -56,7 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     find_best.add_argument(
         "--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="folds to use (default: 0 1 2 3 4)"
     )
-    add_common(find_best)
+    add_workers_and_progress(find_best)
     find_best.set_defaults(handler=run_find_best)
 
     ensemble = commands.add_parser(
@@ -72,13 +70,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--dataset-json", type=Path, help="default: dataset.json of the first input folder")
     ensemble.add_argument("--postprocessing", type=Path, help="apply this postprocessing.json afterwards")
     ensemble.add_argument("--save-probabilities", action="store_true", help="also write averaged CASE.npz")
-    add_common(ensemble)
+    add_workers_and_progress(ensemble)
     ensemble.set_defaults(handler=run_ensemble)
-
-
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-j", "--workers", type=int, default=default_workers(), help="worker processes")
-    parser.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
 
 
 def labels_found_in(ref_dir: Path, file_ending: str) -> list[int]:
@@ -138,7 +131,6 @@ def run_find_best(arguments: argparse.Namespace) -> int:
         progress=progress,
     )
     progress.close()
-    save_selection(selection, model_dir / SELECTION_FILE)
     print("cross-validation foreground mean Dice:")
     for name, dice in selection.all_results.items():
         print(f"  {name:<40} {'nan' if math.isnan(dice) else f'{dice:.4f}'}")

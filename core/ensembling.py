@@ -14,8 +14,6 @@ result is written with it (`core.io.write_segmentation`), so that file must be p
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -25,7 +23,7 @@ import numpy as np
 from core.constants import REGION_PROBABILITY_THRESHOLD
 from core.dataset import DatasetSpec
 from core.errors import ProblemsError
-from core.files import write_json_atomically
+from core.files import write_json_atomically, write_npz_atomically
 from core.io import read_segmentation, write_segmentation
 from core.parallel import ProgressCallback, map_cases, no_progress
 
@@ -72,20 +70,6 @@ def load_probabilities(path: Path) -> np.ndarray:
         ) from None
 
 
-def save_probabilities_atomically(path: Path, probabilities: np.ndarray) -> None:
-    """`np.savez_compressed` to a temporary file beside `path`, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez_compressed(stream, **{PROBABILITIES_KEY: probabilities})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def ensemble_case(
     case: str, in_dirs: Sequence[Path], out_dir: Path, spec: DatasetSpec, save_probabilities: bool
 ) -> Path:
@@ -105,7 +89,9 @@ def ensemble_case(
     target = Path(out_dir) / f"{case}{spec.file_ending}"
     write_segmentation(probabilities_to_segmentation(probabilities, spec), geometry, target)
     if save_probabilities:
-        save_probabilities_atomically(Path(out_dir) / f"{case}{PROBABILITIES_SUFFIX}", probabilities)
+        write_npz_atomically(
+            Path(out_dir) / f"{case}{PROBABILITIES_SUFFIX}", **{PROBABILITIES_KEY: probabilities}
+        )
     return target
 
 

@@ -12,7 +12,6 @@ peak is the output plus one float32 channel.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +19,12 @@ import numpy as np
 import torch
 
 from core.dataset import DatasetSpec
-from core.files import write_json_atomically
+from core.ensembling import PROBABILITIES_KEY, PROBABILITIES_SUFFIX
+from core.files import write_json_atomically, write_npz_atomically
 from core.plans import Plans
 from core.preprocessed import CaseProperties
 from core.preprocessing import target_spacing
 from core.resampling import resample
-
-PROBABILITIES_KEY = "probabilities"
 
 
 @dataclass(frozen=True)
@@ -123,10 +121,8 @@ def write_probabilities(probabilities: np.ndarray, properties: CaseProperties, s
     """`stem.npz` (key "probabilities", float32, reader axis order) and `stem.json` (the properties),
     each written to a temporary name and renamed."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    npz = stem.with_name(f"{stem.name}.npz")
-    temporary = npz.with_name(f".{npz.name}.partial")
-    with open(temporary, "wb") as stream:
-        np.savez_compressed(stream, **{PROBABILITIES_KEY: probabilities.astype(np.float32, copy=False)})
-    os.replace(temporary, npz)
+    write_npz_atomically(
+        stem.with_name(f"{stem.name}{PROBABILITIES_SUFFIX}"),
+        **{PROBABILITIES_KEY: probabilities.astype(np.float32, copy=False)},
+    )
     write_json_atomically(stem.with_name(f"{stem.name}.json"), properties.to_json())

@@ -22,9 +22,7 @@ from core.files import write_json_atomically
 from core.inference.predictor import Predictor
 from core.parallel import ProgressCallback, no_progress
 from core.postprocessing import apply_postprocessing, apply_postprocessing_to_folder, load_postprocessing
-from core.selection import Selection, load_selection
-
-SELECTION_FILE = "selection.json"
+from core.selection import SELECTION_FILE, Selection, load_selection
 
 
 class ModelPredictionError(ProblemsError):

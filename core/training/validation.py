@@ -17,11 +17,11 @@ from core.inference.predictor import Predictor
 from core.io import write_segmentation
 from core.parallel import ProgressCallback, no_progress
 from core.preprocessed import GT_FOLDER, list_cases, load_case
+from core.selection import SUMMARY_FILE
 from core.training.checkpoints import FINAL
 from core.training.splits import SPLITS_FILE_NAME, Fold, load_splits, split_for_fold
 
 VALIDATION_FOLDER = "validation"
-SUMMARY_FILE = "summary.json"
 
 
 def validation_cases(preprocessed_dir: Path, data_dir: Path, fold: Fold) -> tuple[str, ...]:
