@@ -21,9 +21,11 @@ FORBIDDEN = {
         "dynamic_network_architectures",
         "batchgeneratorsv2",
         "sklearn",
+        "service",
     },
+    "service": {"app", "worker", "cli", "core", "torch", "fastapi", "nnunetv2"},
     "cli": {"nnunetv2", "dynamic_network_architectures"},
-    "app": {"nnunetv2", "torch", "dynamic_network_architectures"},
+    "app": {"nnunetv2", "torch", "worker", "dynamic_network_architectures"},
     "worker": {"nnunetv2", "app", "dynamic_network_architectures"},
 }
 
