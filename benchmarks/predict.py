@@ -1,23 +1,33 @@
 """Prediction speed and memory: nnsvc's Predictor against nnU-Net v2's nnUNetPredictor, same weights.
 
-What: wall-clock seconds for one case from image file to written segmentation (read, preprocess,
-sliding window with mirroring on, export, write; model loading excluded), the peak resident memory of
-the predicting process (each tool runs in its own fresh subprocess, `ru_maxrss`), where our time goes
-(preprocess / network windows / export / write), and the agreement between the two segmentations
-(per-label Dice) and probabilities (largest absolute difference).
+What: for each case, from image file to written segmentation (read, preprocess, sliding window with
+mirroring on, export, write; model loading excluded), the wall-clock and CPU seconds, the peak
+resident memory of the predicting process (VmHWM, reset after the model is loaded, each tool in its
+own fresh process) and its resident memory at that reset (libraries and model, included in the
+peak), where our time goes (preprocess / sliding window / rest), and the agreement between the two
+segmentations (Dice per label, 1 where both are empty). Both tools run with the same
+torch thread count and environment; we use our default precision ("auto": bfloat16 on CPUs that
+compute it natively), nnU-Net v2 float32 as it always does on the CPU. CPU seconds are printed beside
+wall seconds because this machine may be shared: under load the wall ratio drifts, the CPU ratio less.
 
 Data and weights: `core.synthetic`'s CT preset (about 40 × 160 × 160 voxels at 3 × 0.75 × 0.75 mm),
-planned by our planner (3d_fullres) and trained for one short epoch by our trainer; the "ct" case is
-a new case of the preset. The "large" case is 300 × 512 × 512 voxels (--large-shape): on this CPU the
-default network would need thousands of full-width forward passes per tool (hours), so for it the
-network's feature widths are divided by --large-width-divisor (random weights): the window count,
-accumulators, resampling, export and I/O are those of a real large case, the convolutions are cheaper.
-Both tools get the same torch thread count. Why: prediction is what a service does per request; the
-target is ≥3× nnU-Net v2 with mirroring on, Dice agreement ≥ 0.999, and no more peak memory.
+planned by our planner (3d_fullres, the full default network) and trained by our trainer for
+--train-iterations iterations, so that its predictions are confident (an untrained network's class
+scores are near ties, where any two correct predictors disagree). To keep that short it trains on
+16 × 96 × 96 patches; a U-Net's weights do not depend on the patch size, and both tools predict with
+the planned patch. "ct" is a new case of the preset;
+"large" is --large-shape voxels (default 300 × 512 × 512). With the full network the large case needs
+about 390 windows × 8 mirrored passes per tool: hours on a small CPU. So by default the large case uses
+the same plans with every stage's feature count divided by --large-width-divisor (its own model,
+trained the same way): window count, accumulators, resampling, export and I/O are a real large case's,
+the convolutions are cheaper, so its speed ratio is lower than the full network's. Pass
+--large-width-divisor 1 for the real network. Both tools predict from the same weights in the same run.
+Target (issue 4): ≥3× nnU-Net v2's speed with mirroring on, Dice agreement ≥ 0.999, no more peak memory.
 
-Usage, from the repository root (reference env in $NNSVC_PARITY_PYTHON):
-  python -m benchmarks.predict [--device cpu|cuda] [--threads N] [--skip-large] [--keep DIR]
-The last stdout line is one JSON object.
+Usage, from the repository root (reference env in $NNSVC_PARITY_PYTHON or its default place):
+  python -m benchmarks.predict [--cases ct large] [--threads N] [--train-iterations N]
+                               [--large-shape Z Y X] [--large-width-divisor D] [--keep DIR]
+--keep DIR keeps (and on a rerun reuses) the trained models and cases. The last stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -25,180 +35,228 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
+from benchmarks.machine import machine_card
+from core.dataset import load_dataset_json
 from core.files import write_json_atomically
 from core.inference import Predictor
-from core.inference.export import export_logits
-from core.io import read_image, write_image, write_segmentation
-from core.network import build_network
+from core.io import write_image
 from core.pipeline import PlanOptions, plan_and_preprocess
-from core.plans import load_plans
 from core.synthetic import PRESETS, draw_case, generate_dataset
-from core.training.checkpoints import FINAL, load_checkpoint, save_checkpoint
+from core.training.checkpoints import BEST, FINAL, load_checkpoint, save_checkpoint
 from core.training.options import TrainingOptions
 from core.training.trainer import train_fold
 from tests.reference import run_reference
+from tests.reference_scripts.process_stats import cpu_seconds, peak_rss_mb, reset_peak_rss
 
 CONFIGURATION = "3d_fullres"
+ITERATIONS_PER_EPOCH = 4
+# Training patch: the network's weights do not depend on the patch size, and this one costs about a
+# tenth of the planned 48 x 160 x 192 per iteration; prediction uses the planned patch.
+TRAINING_PATCH = (16, 96, 96)
+REFERENCE_TIMEOUT_S = 6 * 3600
 
 
-def peak_rss_mb() -> float:
-    """VmHWM of this process: unlike ru_maxrss it is not inherited from the parent across exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def make_model(root: Path) -> Path:
-    """Plan and briefly train a 3d_fullres model on generated CT-like cases; its configuration folder."""
-    spec = replace(PRESETS["ct"], num_cases=5)
-    generate_dataset(root / "raw", spec, seed=11)
+def make_model(root: Path, width_divisor: int, iterations: int) -> Path:
+    """Plan generated CT-like cases (3d_fullres), divide the feature counts by `width_divisor`, train
+    fold 0 for `iterations` iterations on TRAINING_PATCH, then make its best epoch the final checkpoint,
+    with the planned patch size back in the plans; returns the model folder. Reused when there."""
+    model = root / "model"
+    checkpoint_path = model / CONFIGURATION / "fold_0" / FINAL
+    if checkpoint_path.is_file():
+        return model
+    generate_dataset(root / "raw", replace(PRESETS["ct"], num_cases=5), seed=11)
     plan_and_preprocess(root / "raw", root / "pre", PlanOptions(workers=1, configurations=(CONFIGURATION,)))
-    options = TrainingOptions(epochs=1, iterations_per_epoch=2, validation_iterations=1, seed=1, device="cpu")
-    train_fold(root / "pre", CONFIGURATION, 0, root / "model", options)
-    return root / "model" / CONFIGURATION
-
-
-def narrow_model(source: Path, target: Path, divisor: int) -> Path:
-    """A copy of a configuration folder whose network is `divisor` times narrower (random weights)."""
-    target.mkdir(parents=True, exist_ok=True)
-    plans = json.loads((source / "plans.json").read_text())
-    kwargs = plans["configurations"][CONFIGURATION]["architecture"]["arch_kwargs"]
-    kwargs["features_per_stage"] = [max(2, f // divisor) for f in kwargs["features_per_stage"]]
-    write_json_atomically(target / "plans.json", plans)
-    for name in ("dataset.json", "dataset_fingerprint.json"):
-        (target / name).write_bytes((source / name).read_bytes())
-    checkpoint = load_checkpoint(source / "fold_0" / FINAL)
-    configuration = load_plans(target / "plans.json").configuration(CONFIGURATION)
-    torch.manual_seed(0)
-    network = build_network(configuration, 1, 3)
-    checkpoint["network_weights"] = network.state_dict()
+    plans = json.loads((root / "pre" / "plans.json").read_text())
+    configuration = plans["configurations"][CONFIGURATION]
+    kwargs = configuration["architecture"]["arch_kwargs"]
+    kwargs["features_per_stage"] = [max(2, f // width_divisor) for f in kwargs["features_per_stage"]]
+    planned_patch, configuration["patch_size"] = configuration["patch_size"], list(TRAINING_PATCH)
+    write_json_atomically(root / "pre" / "plans.json", plans)
+    epochs = max(1, iterations // ITERATIONS_PER_EPOCH)
+    # float32: both benchmark models' losses turned NaN within ten epochs under bfloat16 autocast
+    options = TrainingOptions(
+        epochs=epochs,
+        iterations_per_epoch=ITERATIONS_PER_EPOCH,
+        validation_iterations=1,
+        seed=1,
+        device="cpu",
+        precision="fp32",
+    )
+    train_fold(root / "pre", CONFIGURATION, 0, model, options)
+    configuration["patch_size"] = planned_patch
+    write_json_atomically(model / CONFIGURATION / "plans.json", plans)
+    # so short a run can end past its best epoch (collapsed to all background): keep the best one
+    checkpoint = load_checkpoint(checkpoint_path.with_name(BEST))
     checkpoint["init_args"] = {**checkpoint["init_args"], "plans": plans}
-    save_checkpoint(target / "fold_0" / FINAL, checkpoint)
-    return target
+    save_checkpoint(checkpoint_path, checkpoint)
+    return model
 
 
 def make_case(folder: Path, name: str, shape: tuple[int, int, int], seed: int) -> Path:
-    spec = replace(PRESETS["ct"], shape=shape, spacing_jitter=0.05, shape_jitter=0.0)
-    channels, _, geometry = draw_case(spec, np.random.default_rng(seed))
     path = folder / f"{name}_0000.nii.gz"
-    write_image(channels[0], geometry, path)
+    if not path.is_file():
+        spec = replace(PRESETS["ct"], shape=shape, spacing_jitter=0.05, shape_jitter=0.0)
+        channels, _, geometry = draw_case(spec, np.random.default_rng(seed))
+        write_image(channels[0], geometry, path)
     return path
 
 
-def run_ours(configuration_dir: Path, image: Path, out_dir: Path, device: str) -> dict:
-    """Worker body (a fresh process): one case, timed by stage."""
-    predictor = Predictor.from_model_dir(configuration_dir.parent, CONFIGURATION, device=device)
-    times = {}
-    start = time.perf_counter()
-    data, geometry = read_image([image])
-    work, properties = predictor.preprocess(data, geometry)
-    times["read_and_preprocess_s"] = time.perf_counter() - start
-    mark = time.perf_counter()
-    logits = predictor.predict_logits(work)
-    if predictor.device.type == "cuda":
-        torch.cuda.synchronize()
-    times["sliding_window_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    segmentation, probabilities = export_logits(
-        logits, properties, predictor.plans, CONFIGURATION, predictor.layout, return_probabilities=True
-    )
-    times["export_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    identifier = image.name.removesuffix("_0000.nii.gz")
+def timed(stages: dict[str, float], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, adding its seconds to `stages[name]` at every call."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    return wrapper
+
+
+def run_ours(model_dir: Path, image: Path, out_dir: Path, device: str, precision: str) -> dict:
+    """Worker body (a fresh process): one case through `Predictor.predict_to_file`, timed by stage."""
+    predictor = Predictor.from_model_dir(model_dir, CONFIGURATION, device=device, precision=precision)
+    stages: dict[str, float] = {}
+    predictor.preprocess = timed(stages, "preprocess_s", predictor.preprocess)
+    predictor.predict_logits = timed(stages, "sliding_window_s", predictor.predict_logits)
+    out = out_dir / image.name.replace("_0000", "")
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_segmentation(segmentation, geometry, out_dir / f"{identifier}.nii.gz")
-    np.save(out_dir / f"{identifier}_probabilities.npy", probabilities)
-    times["write_s"] = time.perf_counter() - mark
+    baseline = reset_peak_rss()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
+    predictor.predict_to_file([image], out)
+    seconds, used_cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
+    stages["read_export_write_s"] = seconds - sum(stages.values())
     return {
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
+        "cpu_seconds": used_cpu,
         "peak_rss_mb": peak_rss_mb(),
-        "stages": times,
-        "segmentation": str(out_dir / f"{identifier}.nii.gz"),
-        "probabilities": str(out_dir / f"{identifier}_probabilities.npy"),
+        "baseline_rss_mb": baseline,
+        "stages": stages,
+        "segmentation": str(out),
     }
 
 
-def compare(ours: dict, theirs: dict) -> dict:
-    a = sitk.GetArrayFromImage(sitk.ReadImage(ours["segmentation"]))
-    b = sitk.GetArrayFromImage(sitk.ReadImage(theirs["segmentation"]))
+def agreement(ours: str, theirs: str, labels: list[int]) -> dict[int, float]:
+    a = sitk.GetArrayFromImage(sitk.ReadImage(ours))
+    b = sitk.GetArrayFromImage(sitk.ReadImage(theirs))
     dice = {}
-    for label in (1, 2):
-        total = (a == label).sum() + (b == label).sum()
-        dice[label] = 1.0 if total == 0 else float(2 * ((a == label) & (b == label)).sum() / total)
-    p = np.load(ours["probabilities"])
-    q = np.load(theirs["probabilities"])["probabilities"]
-    return {"dice": dice, "max_probability_difference": float(np.abs(p - q).max())}
+    for label in labels:
+        total = int((a == label).sum() + (b == label).sum())
+        dice[label] = 1.0 if total == 0 else round(float(2 * ((a == label) & (b == label)).sum() / total), 6)
+    return dice
 
 
-def bench_case(name: str, configuration_dir: Path, image: Path, root: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, "-m", "benchmarks.predict", "--worker", str(configuration_dir), str(image)]
+def bench_case(name: str, model_dir: Path, image: Path, root: Path, args: argparse.Namespace) -> dict:
+    environment = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    command = [sys.executable, "-m", "benchmarks.predict", "--worker", str(model_dir), str(image)]
     command += [str(root / f"ours_{name}"), "--device", args.device, "--threads", str(args.threads)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    command += ["--precision", args.precision]
+    completed = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
     ours = json.loads(completed.stdout.strip().splitlines()[-1])
     theirs = run_reference(
         "predict_reference.py",
-        str(configuration_dir),
+        str(model_dir / CONFIGURATION),
         str(root / f"theirs_{name}"),
         "0",
         "1",
         str(args.threads),
         str(image),
-        timeout_s=7200,
+        "--no-probabilities",
+        timeout_s=REFERENCE_TIMEOUT_S,
     )
+    labels = load_dataset_json(model_dir / CONFIGURATION / "dataset.json").foreground_labels
     result = {
         "shape": list(sitk.ReadImage(str(image)).GetSize())[::-1],
         "ours_s": round(ours["seconds"], 2),
         "nnunet_s": round(theirs["seconds"], 2),
         "speedup": round(theirs["seconds"] / ours["seconds"], 2),
+        "ours_cpu_s": round(ours["cpu_seconds"], 2),
+        "nnunet_cpu_s": round(theirs["cpu_seconds"], 2),
+        "cpu_speedup": round(theirs["cpu_seconds"] / ours["cpu_seconds"], 2),
         "ours_peak_rss_mb": round(ours["peak_rss_mb"]),
         "nnunet_peak_rss_mb": round(theirs["peak_rss_mb"]),
+        "ours_baseline_rss_mb": round(ours["baseline_rss_mb"]),
+        "nnunet_baseline_rss_mb": round(theirs["baseline_rss_mb"]),
         "ours_stages_s": {k: round(v, 2) for k, v in ours["stages"].items()},
-        **compare(ours, theirs),
+        "dice": agreement(ours["segmentation"], theirs["segmentation"], list(labels)),
     }
-    print(f"{name}: {json.dumps(result)}")
+    print(f"{name}: {json.dumps(result)}", flush=True)
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.predict",
+        description=__doc__.split("\nUsage")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=["ct", "large"],
+        default=["ct", "large"],
+        help="which cases (default both)",
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="our device (nnU-Net: CPU)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="our precision (default auto)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both tools")
+    parser.add_argument(
+        "--train-iterations", type=int, default=40, help="training iterations of each model (default 40)"
+    )
     parser.add_argument("--large-shape", type=int, nargs=3, default=(300, 512, 512), help="z y x voxels")
-    parser.add_argument("--large-width-divisor", type=int, default=8, help="network narrowing, large case")
-    parser.add_argument("--skip-large", action="store_true", help="only the CT-like case")
-    parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
-    parser.add_argument("--worker", nargs=3, metavar=("CONFIG_DIR", "IMAGE", "OUT"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--large-width-divisor",
+        type=int,
+        default=8,
+        help="the large case's network has the plans' feature counts divided by this (1: the full network)",
+    )
+    parser.add_argument("--keep", type=Path, help="work folder to keep and reuse (default: a temporary one)")
+    parser.add_argument("--worker", nargs=3, metavar=("MODEL_DIR", "IMAGE", "OUT"), help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments()
     torch.set_num_threads(args.threads)
     if args.worker:
-        folder, image, out = (Path(p) for p in args.worker)
-        print(json.dumps(run_ours(folder, image, out, args.device)))
+        model_dir, image, out = (Path(p) for p in args.worker)
+        result = json.dumps(run_ours(model_dir, image, out, args.device, args.precision))
+        (out / "result.json").write_text(result)
+        print(result)
         return
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_predict_"))
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, threads {args.threads}, device {args.device}"
-    )
-    model = make_model(root)
-    results = {"ct": bench_case("ct", model, make_case(root / "cases", "ct", (40, 160, 160), 5), root, args)}
-    if not args.skip_large:
-        narrow = narrow_model(model, root / "narrow" / CONFIGURATION, args.large_width_divisor)
+    print(json.dumps(machine_card(args.device)), flush=True)
+    results = {}
+    if "ct" in args.cases:
+        model = make_model(root / "ct", 1, args.train_iterations)
+        image = make_case(root / "cases", "ct", (40, 160, 160), 5)
+        results["ct"] = bench_case("ct", model, image, root, args)
+    if "large" in args.cases:
+        divisor = args.large_width_divisor
+        model = make_model(root / f"large_width_{divisor}", divisor, args.train_iterations)
         image = make_case(root / "cases", "large", tuple(args.large_shape), 6)
-        results["large"] = bench_case("large", narrow, image, root, args)
-    print(json.dumps({"benchmark": "predict", "threads": args.threads, "device": args.device, **results}))
+        results["large"] = {"width_divisor": divisor, **bench_case("large", model, image, root, args)}
+    print(
+        json.dumps({"benchmark": "predict", "threads": args.threads, "precision": args.precision, **results})
+    )
 
 
 if __name__ == "__main__":

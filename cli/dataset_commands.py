@@ -1,4 +1,4 @@
-"""Dataset commands: `sample`, `verify`, `plan` and `demo`."""
+"""Dataset commands: `sample`, `verify` and `plan`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("--kind", choices=sorted(SAMPLE_PRESETS), default="ct", help="default: ct")
     sample.add_argument("--cases", type=int, help="number of cases (default: the kind's own)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     sample.set_defaults(handler=run_sample)
 
     verify = commands.add_parser(
@@ -70,16 +71,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_workers_and_progress(plan)
     plan.set_defaults(handler=run_plan)
 
-    demo = commands.add_parser(
-        "demo",
-        help="generate a sample dataset and plan and preprocess it",
-        description="Generate a CT-like sample dataset, then plan and preprocess it, showing progress.",
-    )
-    demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="default: demo-output")
-    demo.add_argument("--cases", type=int, default=8, help="number of sample cases (default: 8)")
-    add_workers_and_progress(demo)
-    demo.set_defaults(handler=run_demo)
-
 
 def add_workers_and_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -96,7 +87,9 @@ def run_sample(arguments: argparse.Namespace) -> int:
     spec = SAMPLE_PRESETS[arguments.kind]
     if arguments.cases is not None:
         spec = replace(spec, num_cases=arguments.cases)
-    generate_dataset(arguments.out_dir, spec, seed=arguments.seed)
+    progress = ProgressBars(enabled=not arguments.no_progress)
+    generate_dataset(arguments.out_dir, spec, seed=arguments.seed, progress=progress)
+    progress.close()
     print(f"wrote {spec.num_cases} {arguments.kind} cases to {arguments.out_dir}")
     return 0
 
@@ -141,19 +134,6 @@ def run_plan(arguments: argparse.Namespace) -> int:
         plans = plan_and_preprocess(arguments.raw_dir, arguments.out_dir, options, progress)
         progress.close()
     print_plans_summary(plans, arguments.out_dir)
-    return 0
-
-
-def run_demo(arguments: argparse.Namespace) -> int:
-    raw_dir = arguments.workdir / "raw" / SAMPLE_PRESETS["ct"].name
-    out_dir = arguments.workdir / "preprocessed" / SAMPLE_PRESETS["ct"].name
-    print(f"1/2 generating {arguments.cases} CT-like sample cases in {raw_dir}")
-    generate_dataset(raw_dir, replace(SAMPLE_PRESETS["ct"], num_cases=arguments.cases))
-    print(f"2/2 verifying, fingerprinting, planning and preprocessing into {out_dir}")
-    progress = ProgressBars(enabled=not arguments.no_progress)
-    plans = plan_and_preprocess(raw_dir, out_dir, PlanOptions(workers=arguments.workers), progress)
-    progress.close()
-    print_plans_summary(plans, out_dir)
     return 0
 
 

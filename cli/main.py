@@ -1,7 +1,8 @@
 """`nnsvc`: the command line. Each subcommand parses, calls one `core` front door and prints.
 
-A user's mistake ends in a readable list of problems and exit code 1 (2 for wrong usage), never a
-traceback; `--debug` shows the traceback for reporting a bug.
+A user's mistake ends in one readable line (a list when there are several problems) and a line saying
+what to do, exit code 1 (2 for wrong usage), never a traceback; `--debug` shows the traceback for
+reporting a bug.
 """
 
 from __future__ import annotations
@@ -10,7 +11,18 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from cli import dataset_commands, model_commands, predict_commands, training_commands
+from cli import (
+    dataset_commands,
+    demo_commands,
+    interop_commands,
+    model_commands,
+    predict_commands,
+    serve_commands,
+    service_commands,
+    training_commands,
+    worker_commands,
+)
+from cli.error_hints import hint_for
 from core.errors import ProblemsError
 from core.parallel import WorkerDiedError
 
@@ -19,6 +31,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     WorkerDiedError,
     FileNotFoundError,
     PermissionError,
+    *service_commands.USER_ERRORS,
 )
 
 
@@ -33,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     training_commands.register(commands)
     predict_commands.register(commands)
     model_commands.register(commands)
+    interop_commands.register(commands)
+    service_commands.register(commands)
+    worker_commands.register(commands)
+    serve_commands.register(commands)
+    demo_commands.register(commands)
     return parser
 
 
@@ -47,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         if arguments.debug:
             raise
-        report_error(error)
+        report_error(error, hint_for(error, arguments.command))
         return 1
     except Exception as error:
         if arguments.debug:
@@ -60,12 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def report_error(error: Exception) -> None:
-    """One line per problem; exceptions that collect problems carry them as `.problems`."""
+def report_error(error: Exception, hint: str) -> None:
+    """The problem on one line (one line each when there are several; exceptions that collect problems
+    carry them as `.problems`), then what to do."""
     problems = getattr(error, "problems", None) or [str(error).strip("'\"") or type(error).__name__]
-    print(f"error: {len(problems)} problem(s):" if len(problems) > 1 else "error:", file=sys.stderr)
-    for problem in problems:
-        print(f"  - {problem}", file=sys.stderr)
+    if len(problems) == 1:
+        print(f"error: {problems[0]}", file=sys.stderr)
+    else:
+        print(f"error: {len(problems)} problems:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+    print(f"  what to do: {hint}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,17 @@ import argparse
 import math
 from pathlib import Path
 
-import numpy as np
-
 from cli.dataset_commands import add_workers_and_progress
 from cli.progress import ProgressBars
 from core.dataset import DatasetError, DatasetSpec, load_dataset_json
 from core.ensembling import ensemble_folders
-from core.evaluation import evaluate_predictions, evaluation_targets, save_summary
-from core.io import file_ending_of, read_segmentation
+from core.evaluation import (
+    detect_file_ending,
+    evaluate_predictions,
+    evaluation_targets,
+    labels_found_in,
+    save_summary,
+)
 from core.postprocessing import apply_postprocessing_to_folder, load_postprocessing
 from core.preprocessed import GT_FOLDER
 from core.selection import SELECTION_FILE, find_best_configuration
@@ -72,22 +75,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--save-probabilities", action="store_true", help="also write averaged CASE.npz")
     add_workers_and_progress(ensemble)
     ensemble.set_defaults(handler=run_ensemble)
-
-
-def labels_found_in(ref_dir: Path, file_ending: str) -> list[int]:
-    values: set[int] = set()
-    for path in sorted(ref_dir.glob(f"*{file_ending}")):
-        segmentation, _ = read_segmentation(path)
-        values.update(int(v) for v in np.unique(segmentation))
-    return sorted(v for v in values if v > 0)
-
-
-def detect_file_ending(folder: Path) -> str:
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        ending = file_ending_of(path)
-        if not path.name.startswith(".") and ending not in (".json", ".npz", ".txt", ""):
-            return ending
-    raise DatasetError(f"{folder}: holds no segmentation files")
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from cli.training_commands import parse_fold
 from core.errors import ProblemsError
 from core.inference.model_prediction import PredictionOptions, predict_with_model
 from core.io import file_ending_of
+from core.precision import PRECISION_CHOICES
 
 
 class InputError(ProblemsError):
@@ -33,7 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     which = predict.add_mutually_exclusive_group()
-    which.add_argument("-c", "--configuration", help="configuration to use, e.g. 3d_fullres")
+    which.add_argument(
+        "-c",
+        "--configuration",
+        help="configuration to use, e.g. 3d_fullres; 3d_cascade_fullres first predicts with 3d_lowres",
+    )
     which.add_argument(
         "--best", action="store_true", help="the choice of `nnsvc find-best` (the default without -c)"
     )
@@ -45,6 +50,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--step-size", type=float, default=0.5, help="window step as a fraction of the patch (default 0.5)"
     )
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    predict.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="network arithmetic: auto = bf16 on CPUs that compute it natively, fp16 on CUDA, else fp32",
+    )
     predict.add_argument(
         "--save-probabilities", action="store_true", help="also write CASE.npz with the class probabilities"
     )
@@ -72,6 +83,7 @@ def run_predict(arguments: argparse.Namespace) -> int:
         step_size=arguments.step_size,
         device=arguments.device,
         save_probabilities=arguments.save_probabilities,
+        precision=arguments.precision,
     )
     if not 0 < options.step_size <= 1:
         raise InputError(f"--step-size must be in (0, 1], got {options.step_size}")

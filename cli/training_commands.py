@@ -32,11 +32,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=(
             "Train a U-Net for one configuration and fold on data preprocessed by `nnsvc plan`. The model "
             "folder gets MODEL_DIR/<CONFIGURATION>/ with plans.json and dataset.json beside fold_<FOLD>/, "
-            "which holds the checkpoints, the training log, progress.png and every option of the run."
+            "which holds the checkpoints, the training log, progress.png and every option of the run. "
+            "Validating a 3d_lowres fold also writes its cases' segmentations for the cascade to "
+            "MODEL_DIR/3d_lowres/predicted_next_stage/3d_cascade_fullres/, which training "
+            "3d_cascade_fullres (into the same MODEL_DIR) reads as extra input channels."
         ),
     )
     train.add_argument("preprocessed_dir", type=Path, help="output folder of `nnsvc plan`")
-    train.add_argument("-c", "--configuration", required=True, help="e.g. 3d_fullres, 2d, 3d_lowres")
+    train.add_argument(
+        "-c",
+        "--configuration",
+        required=True,
+        help="e.g. 3d_fullres, 2d, 3d_lowres; 3d_cascade_fullres after all five 3d_lowres folds",
+    )
     train.add_argument("-f", "--fold", type=parse_fold, required=True, help="0-4, or 'all' (every case)")
     train.add_argument("-o", "--out", dest="model_dir", type=Path, required=True, help="model folder")
     schedule = train.add_argument_group("schedule")

@@ -25,7 +25,7 @@ import numpy as np
 from core.dataset import DatasetSpec
 from core.errors import ProblemsError
 from core.files import write_json_atomically
-from core.io import read_segmentation
+from core.io import file_ending_of, read_segmentation
 from core.parallel import ProgressCallback, map_cases, no_progress
 
 LabelOrRegion = int | tuple[int, ...]
@@ -242,6 +242,24 @@ def evaluate_predictions(
         map_cases(evaluate, pairs, workers, progress, stage="evaluate", describe=lambda pair: pair[0].name)
     )
     return summarize([results[pair] for pair in pairs], labels_or_regions)
+
+
+def labels_found_in(ref_dir: Path, file_ending: str) -> list[int]:
+    """The foreground label values present in a folder of reference segmentations (no dataset.json)."""
+    values: set[int] = set()
+    for path in sorted(Path(ref_dir).glob(f"*{file_ending}")):
+        segmentation, _ = read_segmentation(path)
+        values.update(int(v) for v in np.unique(segmentation))
+    return sorted(v for v in values if v > 0)
+
+
+def detect_file_ending(folder: Path) -> str:
+    """The file ending of the first segmentation file in `folder` (sidecar files are skipped)."""
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        ending = file_ending_of(path)
+        if not path.name.startswith(".") and ending not in (".json", ".npz", ".txt", ""):
+            return ending
+    raise EvaluationError(f"{folder}: holds no segmentation files")
 
 
 def evaluate_folder(

@@ -15,6 +15,7 @@ import numpy as np
 
 from core.geometry import Geometry
 from core.io import write_image
+from core.parallel import ProgressCallback, no_progress
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,9 @@ def dataset_json_for(spec: SyntheticSpec) -> dict:
     }
 
 
-def generate_dataset(out_dir: Path, spec: SyntheticSpec, seed: int = 0) -> Path:
+def generate_dataset(
+    out_dir: Path, spec: SyntheticSpec, seed: int = 0, progress: ProgressCallback = no_progress
+) -> Path:
     """Write `spec.num_cases` cases and dataset.json under `out_dir`; returns `out_dir`."""
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -145,5 +148,6 @@ def generate_dataset(out_dir: Path, spec: SyntheticSpec, seed: int = 0) -> Path:
             path = out_dir / "imagesTr" / f"{identifier}_{channel_index:04d}{spec.file_ending}"
             write_image(volume, geometry, path)
         write_image(label, geometry, out_dir / "labelsTr" / f"{identifier}{spec.file_ending}")
+        progress((index + 1) / spec.num_cases, "generate", f"{index + 1}/{spec.num_cases} {identifier}")
     (out_dir / "dataset.json").write_text(json.dumps(dataset_json_for(spec), indent=2))
     return out_dir

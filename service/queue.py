@@ -41,7 +41,11 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue="cpu",
         task_routes={task_name(kind): {"queue": queue} for kind, queue in QUEUE_OF_KIND.items()},
-        broker_transport_options={"visibility_timeout": settings.longest_time_limit_s + 3600},
+        # Redis's redelivery deadline; kombu's SQLAlchemy transport (embedded) has none and hands
+        # every transport option to create_engine, which refuses unknown ones.
+        broker_transport_options=(
+            {} if settings.is_embedded else {"visibility_timeout": settings.longest_time_limit_s + 3600}
+        ),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -1,5 +1,6 @@
 """Data augmentation on the training device, batched (METHOD.md 5.5); see `pipeline` for how it is used."""
 
+from core.augmentation.cascade import append_previous_stage
 from core.augmentation.pipeline import (
     AugmentationDraw,
     AugmentationInputError,
@@ -15,6 +16,7 @@ __all__ = [
     "AugmentationDraw",
     "AugmentationInputError",
     "AugmentationSettings",
+    "append_previous_stage",
     "apply_augmentation",
     "augment_training_batch",
     "configure_augmentation",

@@ -6,6 +6,7 @@ Front doors, as the trainer uses them:
     # the loader crops settings.initial_patch_size for training, the final patch for validation
     image, seg = augment_training_batch(image, seg, settings, generator)   # on the training device
     seg = prepare_validation_batch(seg)
+    image, seg = append_previous_stage(image, seg, labels)                 # validation of a cascade
     targets = downsample_for_deep_supervision(seg, scales)                 # both, when deep supervision is on
 
 Design: all random numbers of a batch are drawn first, on the host, from the caller's CPU generator
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.augmentation._rows import ChannelDraw
+from core.augmentation.cascade import CascadeDraw, apply_cascade, draw_cascade
 from core.augmentation.filters import apply_blur, apply_low_resolution, draw_blur, draw_low_resolution
 from core.augmentation.intensity import (
     apply_brightness,
@@ -63,6 +65,7 @@ class AugmentationDraw:
     inverted_gamma: ChannelDraw
     gamma: ChannelDraw
     mirror: Tensor
+    cascade: CascadeDraw | None = None
 
 
 def draw_augmentation(
@@ -88,11 +91,15 @@ def draw_augmentation(
         inverted_gamma=draw_gamma(generator, batch_size, channels, P_INVERTED_GAMMA),
         gamma=draw_gamma(generator, batch_size, channels, P_GAMMA),
         mirror=draw_mirror(settings, batch_size, generator),
+        cascade=draw_cascade(generator, batch_size, len(settings.previous_stage_labels))
+        if settings.previous_stage_labels
+        else None,
     )
 
 
 def check_batch(image: Tensor, seg: Tensor, settings: AugmentationSettings, minimum: Sequence[int]) -> None:
-    """Raise AugmentationInputError naming every way image (B, C, *S) and seg (B, 1, *S) do not fit."""
+    """Raise AugmentationInputError naming every way image (B, C, *S) and seg (B, 1, *S) do not fit
+    (seg (B, 2, *S) for a cascade, the previous stage's segmentation second)."""
     dim = len(settings.patch_size)
     problems = []
     if not image.is_floating_point():
@@ -103,7 +110,7 @@ def check_batch(image: Tensor, seg: Tensor, settings: AugmentationSettings, mini
         problems.append(
             f"image must be (B, C, *spatial) with {dim} spatial axes, got shape {tuple(image.shape)}"
         )
-    expected_seg = (image.shape[0], 1, *image.shape[2:])
+    expected_seg = (image.shape[0], settings.seg_channels, *image.shape[2:])
     if tuple(seg.shape) != expected_seg:
         problems.append(f"seg must have shape {expected_seg} to match the image, got {tuple(seg.shape)}")
     if image.device != seg.device:
@@ -119,7 +126,8 @@ def apply_augmentation(
 ) -> tuple[Tensor, Tensor]:
     """Apply a draw to a batch: image (B, C, *S) float and seg (B, 1, *S) signed integer, S at least the
     final patch (normally the initial patch). Returns the final-patch image and labels (outside label → 0);
-    the inputs are not modified."""
+    the inputs are not modified. A cascade's seg has the previous stage as channel 1, and its returned
+    image the previous stage's one-hot channels appended (damaged by the draw's cascade part)."""
     check_batch(image, seg, settings, settings.patch_size)
     image, seg = apply_spatial(image, seg, draw.spatial, settings)
     apply_noise(image, draw.noise, torch.Generator(device=image.device).manual_seed(draw.noise_seed))
@@ -135,13 +143,16 @@ def apply_augmentation(
         # these channels were normalised inside the nonzero mask only; keep the outside at exactly 0
         image[:, channel].masked_fill_(outside[:, 0], 0)
     # OUTSIDE_LABEL is the only negative value a segmentation holds, so clamping is step 13's relabelling
-    return image, seg.clamp_(min=0)
+    seg = seg.clamp_(min=0)
+    if draw.cascade is None:
+        return image, seg
+    return apply_cascade(image, seg, draw.cascade, settings.previous_stage_labels)
 
 
 def augment_training_batch(
     image: Tensor, seg: Tensor, settings: AugmentationSettings, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
-    """The training transform of METHOD.md 5.5 (steps 1-13) for one batch on its own device.
+    """The training transform of METHOD.md 5.5 (steps 1-14) for one batch on its own device.
 
     `generator` is a CPU `torch.Generator`; the same seed gives the same batch on the same device.
     """

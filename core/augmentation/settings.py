@@ -68,6 +68,8 @@ class AugmentationSettings:
     `label_values` lists every value the segmentation may hold besides `OUTSIDE_LABEL` (background,
     foreground labels and the ignore label): the spatial transform resamples one indicator per value, so a
     value missing here would be lost. `masked_channels` are the channels with `use_mask_for_norm`.
+    `previous_stage_labels` (cascade only) are the foreground labels whose one-hot channels of the
+    previous stage's segmentation (seg channel 1) are appended to the image (METHOD.md 5.5, step 14).
     """
 
     patch_size: tuple[int, ...]
@@ -76,11 +78,17 @@ class AugmentationSettings:
     mirror_axes: tuple[int, ...]
     label_values: tuple[int, ...]
     masked_channels: tuple[int, ...]
+    previous_stage_labels: tuple[int, ...] = ()
 
     @property
     def initial_patch_size(self) -> tuple[int, ...]:
         """The enlarged patch the data loader crops, so that rotation and scaling see real context."""
         return initial_patch_size(self.patch_size, self.rotation_max_rad, self.is_dummy_2d)
+
+    @property
+    def seg_channels(self) -> int:
+        """The labels, and for a cascade the previous stage's segmentation after them."""
+        return 2 if self.previous_stage_labels else 1
 
     @property
     def resampled_axes(self) -> tuple[int, ...]:
@@ -98,11 +106,12 @@ def configure_augmentation(
     patch_size: Sequence[int],
     label_values: Sequence[int],
     use_mask_for_norm: Sequence[bool] = (),
+    previous_stage_labels: Sequence[int] = (),
 ) -> AugmentationSettings:
     """Apply the method's rotation/mirroring table (METHOD.md 5.5) to a configuration's patch size.
 
-    The trainer calls this once per run with `configuration.patch_size`, the dataset's label values and
-    `configuration.use_mask_for_norm`.
+    The trainer calls this once per run with `configuration.patch_size`, the dataset's label values,
+    `configuration.use_mask_for_norm` and, for a cascade, the foreground labels.
     """
     patch = tuple(int(v) for v in patch_size)
     labels = tuple(int(v) for v in label_values)
@@ -127,6 +136,7 @@ def configure_augmentation(
         mirror_axes=tuple(range(len(patch))),
         label_values=tuple(sorted(labels)),
         masked_channels=tuple(i for i, is_masked in enumerate(use_mask_for_norm) if is_masked),
+        previous_stage_labels=tuple(int(v) for v in previous_stage_labels),
     )
 
 

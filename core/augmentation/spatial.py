@@ -110,7 +110,7 @@ def _centre_slices(input_shape: tuple[int, ...], patch_shape: tuple[int, ...]) -
 def _resample(
     image: Tensor, seg: Tensor, theta: Tensor, patch_shape: tuple[int, ...], label_values: tuple[int, ...]
 ) -> tuple[Tensor, Tensor]:
-    """Rotate/scale samples (b, C, *S) of image and seg (b, 1, *S) onto patch_shape in one grid_sample call.
+    """Rotate/scale samples (b, C, *S) of image and seg (b, K, *S) onto patch_shape in one grid_sample call.
 
     The spatial shape may carry a leading axis that is not resampled (dummy 2D): it is folded into the
     channels so that every slice gets the same in-plane transform. The stacked input is built channels-last:
@@ -122,7 +122,8 @@ def _resample(
     leading = tuple(image.shape[2 : image.ndim - spatial_dim])
     in_shape = tuple(image.shape[image.ndim - spatial_dim :])
     values = torch.tensor(label_values, dtype=seg.dtype, device=seg.device)
-    stacked_channels = channels + len(values)
+    seg_channels = seg.shape[1]
+    stacked_channels = channels + seg_channels * len(values)
     folded = torch.empty(
         (batch, stacked_channels * math.prod(leading), *in_shape),
         dtype=image.dtype,
@@ -131,7 +132,8 @@ def _resample(
     )
     stacked = folded.view(batch, stacked_channels, *leading, *in_shape)
     stacked[:, :channels] = image
-    torch.eq(seg, values.view(1, -1, *([1] * (seg.ndim - 2))), out=stacked[:, channels:])
+    indicators = stacked[:, channels:].view(batch, seg_channels, len(values), *leading, *in_shape)
+    torch.eq(seg[:, :, None], values.view(1, 1, -1, *([1] * (seg.ndim - 2))), out=indicators)
     grid = F.affine_grid(
         theta.to(device=image.device, dtype=image.dtype),
         [batch, folded.shape[1], *patch_shape],
@@ -139,7 +141,9 @@ def _resample(
     )
     sampled = F.grid_sample(folded, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     sampled = sampled.view(batch, stacked_channels, *leading, *patch_shape)
-    return sampled[:, :channels], _best_label(sampled[:, channels:], label_values, seg.dtype)
+    scores = sampled[:, channels:].unflatten(1, (seg_channels, len(values)))
+    labels = [_best_label(scores[:, k], label_values, seg.dtype) for k in range(seg_channels)]
+    return sampled[:, :channels], torch.cat(labels, dim=1)
 
 
 def _best_label(scores: Tensor, values: tuple[int, ...], dtype: torch.dtype) -> Tensor:
@@ -161,7 +165,7 @@ def _best_label(scores: Tensor, values: tuple[int, ...], dtype: torch.dtype) -> 
 def apply_spatial(
     image: Tensor, seg: Tensor, draw: SpatialDraw, settings: AugmentationSettings
 ) -> tuple[Tensor, Tensor]:
-    """Centre-crop image (B, C, *S) and seg (B, 1, *S) to the final patch, resampling the drawn samples.
+    """Centre-crop image (B, C, *S) and seg (B, K, *S) to the final patch, resampling the drawn samples.
 
     Returns new tensors; the inputs are left as they are.
     """

@@ -7,11 +7,14 @@ argmax (labels; softmax does not move an argmax) or the regions painted in `regi
 the sigmoid exceeds 0.5; probabilities, when asked for, are the softmax or sigmoid of the resampled
 logits in float32. Then the crop is reverted (outside is background: probability 1 for background in
 label mode, 0 for regions) and the transpose undone. Resampling runs one channel at a time, so the
-peak is the output plus one float32 channel.
+peak is the output plus one float32 channel; without probabilities the segmentation is built channel
+by channel as they come out of the resampling (a running maximum), so the resampled logits are never
+held all at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,30 +58,55 @@ class OutputLayout:
         logits = logits.float()
         return torch.sigmoid(logits) if self.has_regions else torch.softmax(logits, dim=0)
 
-    def segmentation(self, logits: torch.Tensor) -> np.ndarray:
-        if not self.has_regions:
-            return logits.argmax(0).numpy().astype(self.segmentation_dtype)
-        segmentation = np.zeros(logits.shape[1:], dtype=self.segmentation_dtype)
-        for channel, label in enumerate(self.regions_class_order or ()):
-            segmentation[(torch.sigmoid(logits[channel].float()) > 0.5).numpy()] = label
+    def segmentation(self, logits: torch.Tensor | Iterable[np.ndarray]) -> np.ndarray:
+        """From the logits, or their channels one at a time: the label of the first largest channel
+        (argmax's rule), or the regions painted in order."""
+        segmentation = best = None
+        for index, values in enumerate(logits):
+            channel = np.asarray(values)
+            if segmentation is None:
+                segmentation = np.zeros(channel.shape, dtype=self.segmentation_dtype)
+            if self.has_regions:
+                label = self.regions_class_order[index]
+                segmentation[(torch.sigmoid(torch.from_numpy(channel).float()) > 0.5).numpy()] = label
+            elif best is None:
+                best = channel.copy()
+            else:
+                segmentation[channel > best] = index
+                np.maximum(best, channel, out=best)
+        if segmentation is None:
+            raise ValueError("no logits channels")
         return segmentation
 
 
-def resample_logits(
+def resampled_channels(
     logits: torch.Tensor, properties: CaseProperties, plans: Plans, configuration_name: str
-) -> torch.Tensor:
-    """Logits (K, *preprocessed) → (K, *cropped shape), same dtype, with the probability resampling."""
+) -> Iterator[np.ndarray]:
+    """Each channel of logits (K, *preprocessed) on the cropped shape, with the probability
+    resampling, one at a time (as they are when the shapes already agree)."""
     configuration = plans.configuration(configuration_name)
     spacing = [properties.spacing[axis] for axis in plans.transpose_forward]
     current = target_spacing(configuration, spacing)
     shape = properties.shape_after_cropping_and_before_resampling
     kwargs = configuration.resampling_fn_probabilities_kwargs
     source = logits.numpy()
-    if tuple(source.shape[1:]) == tuple(shape):
-        return logits
-    result = np.empty((source.shape[0], *shape), dtype=source.dtype)
     for channel in range(source.shape[0]):
-        result[channel] = resample(source[channel : channel + 1], shape, current, spacing, kwargs)[0]
+        if tuple(source.shape[1:]) == tuple(shape):
+            yield source[channel]
+        else:
+            yield resample(source[channel : channel + 1], shape, current, spacing, kwargs)[0]
+
+
+def resample_logits(
+    logits: torch.Tensor, properties: CaseProperties, plans: Plans, configuration_name: str
+) -> torch.Tensor:
+    """Logits (K, *preprocessed) → (K, *cropped shape), same dtype, with the probability resampling."""
+    shape = properties.shape_after_cropping_and_before_resampling
+    if tuple(logits.shape[1:]) == tuple(shape):
+        return logits
+    result = np.empty((logits.shape[0], *shape), dtype=logits.numpy().dtype)
+    for channel, values in enumerate(resampled_channels(logits, properties, plans, configuration_name)):
+        result[channel] = values
     return torch.from_numpy(result)
 
 
@@ -103,11 +131,13 @@ def export_logits(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The segmentation (z, y, x) and optionally the probabilities (K, z, y, x) in the reader's axis
     order and the input's voxel grid, from host logits (K, *preprocessed shape)."""
+    if not return_probabilities:
+        channels = resampled_channels(logits, properties, plans, configuration_name)
+        segmentation = _uncrop(layout.segmentation(channels), properties)
+        return segmentation.transpose(plans.transpose_backward), None
     resampled = resample_logits(logits, properties, plans, configuration_name)
     segmentation = _uncrop(layout.segmentation(resampled), properties)
     segmentation = segmentation.transpose(plans.transpose_backward)
-    if not return_probabilities:
-        return segmentation, None
     probabilities = layout.probabilities(resampled).numpy()
     del resampled
     fill = np.zeros(layout.num_outputs, dtype=np.float32)

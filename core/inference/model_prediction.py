@@ -4,14 +4,16 @@
 whose probabilities are averaged, then the chosen postprocessing. With an explicit configuration the
 postprocessing is applied only when the selection chose that configuration alone, because
 postprocessing is decided for the winner's cross-validation predictions and may not suit another.
+A cascade (3d_cascade_fullres) runs its previous stage (3d_lowres, same folds) from the same model
+folder first, wherever it is chosen (see `Predictor`).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +41,8 @@ class PredictionOptions:
     step_size: float = 0.5
     device: str = "auto"
     save_probabilities: bool = False
+    precision: str = "auto"
+    file_ending: str | None = None  # the input files' ending, if not dataset.json's; outputs follow it
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +52,8 @@ class PredictionOptions:
             "step_size": self.step_size,
             "device": self.device,
             "save_probabilities": self.save_probabilities,
+            "precision": self.precision,
+            "file_ending": self.file_ending,
         }
 
 
@@ -69,7 +75,11 @@ def predictor_for(model_dir: Path, configuration: str, options: PredictionOption
         device=options.device,
         use_mirroring=options.use_mirroring,
         step_size=options.step_size,
+        precision=options.precision,
     )
+
+
+PredictorLoader = Callable[[Path, str, PredictionOptions], Predictor]
 
 
 def predict_with_model(
@@ -78,8 +88,12 @@ def predict_with_model(
     out_dir: Path,
     options: PredictionOptions,
     progress: ProgressCallback = no_progress,
+    load_predictor: PredictorLoader = predictor_for,
 ) -> list[Path]:
-    """Predict every case of `in_dir` into `out_dir` and record the options used there."""
+    """Predict every case of `in_dir` into `out_dir` and record the options used there.
+
+    `load_predictor` lets a long-lived caller (the service's worker) reuse loaded predictors; it
+    must hand back a predictor without postprocessing, which is set here when the selection asks."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     selection = read_selection(model_dir)
     if options.configuration is None and selection is None:
@@ -93,17 +107,22 @@ def predict_with_model(
     is_selected = selection is not None and configurations == tuple(selection.selected_configurations)
     steps = load_postprocessing(model_dir / selection.postprocessing_file) if is_selected else ()
     if len(configurations) == 1:
-        predictor = predictor_for(model_dir, configurations[0], options)
+        predictor = load_predictor(model_dir, configurations[0], options)
         if steps:
             predictor.postprocess = partial(apply_postprocessing, steps=steps)
-        written = predictor.predict_folder(in_dir, out_dir, options.save_probabilities, progress=progress)
+        written = predictor.predict_folder(
+            in_dir, out_dir, options.save_probabilities, progress=progress, file_ending=options.file_ending
+        )
         spec_source = model_dir / configurations[0]
     else:
-        written = predict_ensemble(model_dir, configurations, in_dir, out_dir, options, progress)
+        written = predict_ensemble(
+            model_dir, configurations, in_dir, out_dir, options, progress, load_predictor
+        )
         spec_source = model_dir / configurations[0]
         if steps:
             spec = load_dataset_json(spec_source / "dataset.json")
-            apply_postprocessing_to_folder(out_dir, out_dir, steps, spec.file_ending, progress=progress)
+            ending = options.file_ending or spec.file_ending
+            apply_postprocessing_to_folder(out_dir, out_dir, steps, ending, progress=progress)
     for name in ("dataset.json", "plans.json"):
         shutil.copyfile(spec_source / name, out_dir / name)
     write_json_atomically(out_dir / "prediction_options.json", options.to_json())
@@ -117,16 +136,19 @@ def predict_ensemble(
     out_dir: Path,
     options: PredictionOptions,
     progress: ProgressCallback,
+    load_predictor: PredictorLoader = predictor_for,
 ) -> list[Path]:
     """Each configuration predicts probabilities into a scratch folder; their average is the result."""
     spec = load_dataset_json(Path(model_dir) / configurations[0] / "dataset.json")
+    if options.file_ending:
+        spec = replace(spec, file_ending=options.file_ending)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".ensemble-") as scratch:
         members = []
         for configuration in configurations:
             member_dir = Path(scratch) / configuration
-            predictor_for(model_dir, configuration, options).predict_folder(
-                in_dir, member_dir, save_probabilities=True, progress=progress
+            load_predictor(model_dir, configuration, options).predict_folder(
+                in_dir, member_dir, save_probabilities=True, progress=progress, file_ending=spec.file_ending
             )
             members.append(member_dir)
         return ensemble_folders(

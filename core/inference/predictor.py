@@ -6,6 +6,10 @@ fold's weights in turn and averages the folds' logits, as nnU-Net v2 does, so me
 and the folds' state dicts. A case runs the training preprocessing (`preprocess_case_arrays`), the
 sliding window, the export and the optional postprocessing callable, and is written with exactly the
 input's geometry.
+
+A cascade (3d_cascade_fullres) loaded from a model folder holds a predictor of its previous stage
+(3d_lowres, same folds): a case is first segmented by that one, and the segmentation, on the input's
+grid, goes through the same preprocessing and becomes one-hot input channels (METHOD.md 7.2).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from core.dataset import DatasetSpec, group_channel_files, load_dataset_json
 from core.errors import ProblemsError
 from core.geometry import Geometry
 from core.inference.export import OutputLayout, export_logits, write_probabilities
+from core.inference.network_runtime import NetworkRunner
 from core.inference.sliding_window import SlidingWindowSettings, sliding_window_logits
-from core.io import read_image, read_segmentation, write_segmentation
+from core.io import file_ending_of, read_image, read_segmentation, write_segmentation
 from core.network import build_network
 from core.parallel import ProgressCallback, no_progress
 from core.plans import Plans, load_plans
+from core.precision import PRECISION_CHOICES
 from core.preprocessed import CaseProperties
 from core.preprocessing import preprocess_case_arrays
 from core.training.checkpoints import FINAL, load_checkpoint
@@ -90,9 +96,13 @@ class Predictor:
         windows_per_batch: int = DEFAULT_WINDOWS_PER_BATCH,
         postprocess: Postprocess | None = None,
         accumulator_dtype: torch.dtype = torch.float32,
+        previous_stage_predictor: Predictor | None = None,
+        precision: str = "auto",
     ) -> None:
         if not fold_weights:
             raise PredictorError("no fold weights given")
+        if precision not in PRECISION_CHOICES:
+            raise PredictorError(f"precision must be one of {', '.join(PRECISION_CHOICES)}; got {precision}")
         self.plans, self.spec, self.configuration_name = plans, spec, configuration_name
         self.configuration = plans.configuration(configuration_name)
         self.layout = OutputLayout.from_spec(spec)
@@ -100,12 +110,13 @@ class Predictor:
         self.fold_weights = list(fold_weights)
         self.postprocess = postprocess
         self.is_cascade = self.configuration.previous_stage is not None
+        self.previous_stage_predictor = previous_stage_predictor
         extra = len(spec.foreground_labels) if self.is_cascade else 0
         self.network = build_network(
             self.configuration, spec.num_channels + extra, self.layout.num_outputs, deep_supervision=False
         )
         self.network.load_state_dict(self.fold_weights[0])
-        self.network.to(self.device).eval()
+        self.runner = NetworkRunner(self.network, self.device, precision)
         self.settings = SlidingWindowSettings(
             patch_size=tuple(self.configuration.patch_size),
             step_size=step_size,
@@ -127,8 +138,14 @@ class Predictor:
         postprocess: Postprocess | None = None,
         windows_per_batch: int = DEFAULT_WINDOWS_PER_BATCH,
         accumulator_dtype: torch.dtype = torch.float32,
+        with_previous_stage: bool = True,
+        precision: str = "auto",
     ) -> Predictor:
-        """Load `model_dir/<configuration>/`; `folds=None` takes every `fold_K` holding `checkpoint`."""
+        """Load `model_dir/<configuration>/`; `folds=None` takes every `fold_K` holding `checkpoint`.
+
+        A cascade also loads its previous stage from `model_dir` with the same folds, unless
+        `with_previous_stage` is False (then every case needs its previous-stage segmentation passed in).
+        """
         folder = Path(model_dir) / configuration
         if not (folder / "plans.json").is_file():
             raise PredictorError(f"{folder}: not a trained configuration folder (no plans.json)")
@@ -137,9 +154,35 @@ class Predictor:
         names = [str(f) for f in folds] if folds is not None else _find_folds(folder, checkpoint)
         if not names:
             raise PredictorError(f"{folder}: no fold_K/{checkpoint} found")
+        missing = [
+            f"{folder}/fold_{name}/{checkpoint}: not found"
+            for name in names
+            if not (folder / f"fold_{name}" / checkpoint).is_file()
+        ]
+        if missing:
+            raise PredictorError(missing)
         documents = [load_checkpoint(folder / f"fold_{name}" / checkpoint) for name in names]
         axes = documents[0].get("inference_allowed_mirroring_axes") or ()
         logger.info("loaded %s folds %s from %s", configuration, names, folder)
+        previous = plans.configuration(configuration).previous_stage
+        previous_stage_predictor = None
+        if previous is not None and with_previous_stage:
+            try:
+                previous_stage_predictor = cls.from_model_dir(
+                    model_dir,
+                    previous,
+                    folds=names,
+                    device=device,
+                    checkpoint=checkpoint,
+                    use_mirroring=use_mirroring,
+                    step_size=step_size,
+                    windows_per_batch=windows_per_batch,
+                    accumulator_dtype=accumulator_dtype,
+                    precision=precision,
+                )
+            except PredictorError as error:
+                context = f"{configuration} predicts on top of {previous} (same folds)"
+                raise PredictorError([f"{context}: {problem}" for problem in error.problems]) from None
         return cls(
             plans,
             spec,
@@ -151,6 +194,8 @@ class Predictor:
             windows_per_batch,
             postprocess,
             accumulator_dtype,
+            previous_stage_predictor=previous_stage_predictor,
+            precision=precision,
         )
 
     @torch.inference_mode()
@@ -163,7 +208,7 @@ class Predictor:
             if index > 0:
                 self.network.load_state_dict(weights)
             logits = sliding_window_logits(
-                self.network, tensor, self.layout.num_outputs, self.settings, self.device
+                self.runner, tensor, self.layout.num_outputs, self.settings, self.device
             )
             total = logits if total is None else total.add_(logits)
         if len(self.fold_weights) > 1:
@@ -194,9 +239,12 @@ class Predictor:
         previous_stage: np.ndarray | None = None,
         return_probabilities: bool = False,
     ) -> Prediction:
-        """`data` (channels, z, y, x) as `core.io.read_image` gives it."""
+        """`data` (channels, z, y, x) as `core.io.read_image` gives it. A cascade without
+        `previous_stage` (z, y, x) segments the case with its previous-stage predictor first."""
         if data.shape[0] != self.spec.num_channels:
             raise PredictorError(f"expected {self.spec.num_channels} channels, got {data.shape[0]}")
+        if self.is_cascade and previous_stage is None and self.previous_stage_predictor is not None:
+            previous_stage = self.previous_stage_predictor.predict_arrays(data, geometry).segmentation
         work, properties = self.preprocess(data, geometry, previous_stage)
         logits = self.predict_logits(work)
         del work
@@ -229,7 +277,7 @@ class Predictor:
         out_path = Path(out_path)
         prediction = self.predict_case(image_paths, previous_stage, save_probabilities)
         if prediction.probabilities is not None:
-            stem = out_path.with_name(out_path.name.removesuffix(self.spec.file_ending))
+            stem = out_path.with_name(out_path.name.removesuffix(file_ending_of(out_path)))
             write_probabilities(prediction.probabilities, prediction.properties, stem)
         write_segmentation(prediction.segmentation, prediction.geometry, out_path)
         return out_path
@@ -241,9 +289,11 @@ class Predictor:
         save_probabilities: bool = False,
         previous_stage_dir: Path | None = None,
         progress: ProgressCallback = no_progress,
+        file_ending: str | None = None,
     ) -> list[Path]:
-        """Predict every `CASE_XXXX<ending>` group of `in_dir` into `out_dir/CASE<ending>`."""
-        ending = self.spec.file_ending
+        """Predict every `CASE_XXXX<ending>` group of `in_dir` into `out_dir/CASE<ending>`; the ending
+        is dataset.json's unless `file_ending` names the inputs' (e.g. .nrrd cases for a .nii.gz model)."""
+        ending = file_ending or self.spec.file_ending
         grouped, _ = group_channel_files(Path(in_dir), ending)
         problems = [
             f"{case}: has channels {sorted(channels)}, expected 0..{self.spec.num_channels - 1}"

@@ -4,7 +4,8 @@ Windows of the patch size are placed by nnU-Net's step rule (`window_starts`); e
 weighted by a Gaussian importance map (`gaussian_importance_map`), are summed into an accumulator and
 divided by the summed weights at the end. Test-time mirroring averages the network over every
 combination of the allowed axes. A 2D configuration predicts a volume slice by slice, with the same 2D
-windows on every slice. Several windows go through the network per call (`windows_per_batch`).
+windows on every slice. Several windows go through the network per call (`windows_per_batch`). How the
+network itself runs (precision, memory layout) is `core.inference.network_runtime`'s business.
 
 The accumulators live on the device, with a retry on the host when the device runs out of memory.
 They are float32 by default. nnU-Net v2 keeps them (and the Gaussian) in float16, which halves their
@@ -13,11 +14,16 @@ underflows to ~6e-8, products with it are float16 subnormals with a resolution o
 covered only by corners (the volume's own corners) gets logits rounded by up to ~0.5. With float32 the
 result equals the direct prediction wherever one window covers the image. `accumulator_dtype=float16`
 reproduces nnU-Net's numerics (same dtype, same window order, so sums round as its sums do).
+
+In float32 the summed weights are not stored per voxel: the map is a product of one profile per axis
+and the windows form a grid, so the sum over windows is the product of per-axis sums of shifted
+profiles, and the logits are divided by it slab by slab. That saves a volume-sized array (a third of
+the float32 accumulators for three classes) and the per-window additions into it. float16 keeps
+nnU-Net's per-voxel sum, whose floored corners are not a product.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
@@ -148,6 +154,41 @@ def _batches(items: list[Window], size: int) -> Iterator[list[Window]]:
         yield items[start : start + size]
 
 
+def _separable_weight_sums(
+    gaussian: torch.Tensor, spatial: tuple[int, ...], patch_size: tuple[int, ...], step_size: float
+) -> list[torch.Tensor]:
+    """Per-axis factors whose outer product is the sum of the window maps over every window of
+    `spatial`; the first factor carries the map's peak. A 2D patch on a 3D volume gets a factor 1 per
+    slice (each slice has its own windows)."""
+    centre = tuple(size // 2 for size in patch_size)
+    gaussian = gaussian.cpu()
+    peak = float(gaussian[centre])
+    is_2d = len(patch_size) == len(spatial) - 1
+    plane = spatial[1:] if is_2d else spatial
+    factors = [torch.full((spatial[0],), peak)] if is_2d else []
+    for axis, (size, starts) in enumerate(
+        zip(plane, window_starts(plane, patch_size, step_size), strict=True)
+    ):
+        profile = gaussian[(*centre[:axis], slice(None), *centre[axis + 1 :])].float() / peak
+        sums = torch.zeros(size)
+        for start in starts:
+            sums[start : start + patch_size[axis]] += profile
+        factors.append(sums)
+    if not is_2d:
+        factors[0] *= peak
+    return factors
+
+
+def _divide_by_separable_weights(logits: torch.Tensor, factors: list[torch.Tensor]) -> None:
+    """logits (K, *spatial) /= outer product of `factors`, one slab of the first axis at a time."""
+    rest = factors[1]
+    for factor in factors[2:]:
+        rest = rest[..., None] * factor
+    rest = rest.to(logits.device)
+    for index, factor in enumerate(factors[0].tolist()):
+        logits[:, index].div_(rest * factor)
+
+
 def _accumulate(
     network: Network,
     data: torch.Tensor,
@@ -159,23 +200,26 @@ def _accumulate(
     data = data.to(results_device)
     spatial = tuple(data.shape[1:])
     dtype = settings.accumulator_dtype
+    per_voxel_weights = dtype == NNUNET_ACCUMULATOR_DTYPE
     logits = torch.zeros((num_outputs, *spatial), dtype=dtype, device=results_device)
-    weights_sum = torch.zeros(spatial, dtype=dtype, device=results_device)
+    weights_sum = torch.zeros(spatial, dtype=dtype, device=results_device) if per_voxel_weights else None
     gaussian = gaussian_importance_map(settings.patch_size, dtype=dtype).to(results_device)
     if not settings.use_gaussian:
         gaussian = torch.ones_like(gaussian)
-    autocast = torch.autocast("cuda") if device.type == "cuda" else contextlib.nullcontext()
     all_windows = windows(spatial, settings.patch_size, settings.step_size)
-    with autocast:
-        for group in _batches(all_windows, settings.windows_per_batch):
-            batch = torch.stack([data[(slice(None), *window)] for window in group]).to(device)
-            # in the accumulator's dtype before weighting: under autocast the logits are float16, and
-            # products with the Gaussian's small values would underflow there
-            predicted = predict_with_mirroring(network, batch, settings.mirror_axes).to(results_device, dtype)
-            for window, window_logits in zip(group, predicted, strict=True):
-                window_logits *= gaussian
-                logits[(slice(None), *window)] += window_logits
+    for group in _batches(all_windows, settings.windows_per_batch):
+        batch = torch.stack([data[(slice(None), *window)] for window in group]).to(device)
+        predicted = predict_with_mirroring(network, batch, settings.mirror_axes)
+        # weighted in float32 and added in the accumulator's dtype, as nnU-Net adds its products
+        predicted = predicted.to(results_device, torch.float32)
+        for window, window_logits in zip(group, predicted, strict=True):
+            logits[(slice(None), *window)].addcmul_(window_logits, gaussian)
+            if weights_sum is not None:
                 weights_sum[window] += gaussian
+    if weights_sum is None:
+        factors = _separable_weight_sums(gaussian, spatial, settings.patch_size, settings.step_size)
+        _divide_by_separable_weights(logits, factors)
+        return logits
     torch.div(logits, weights_sum, out=logits)
     if torch.isinf(logits).any():
         raise NonFiniteLogitsError(f"the averaged logits hold inf ({dtype} accumulator overflow)")

@@ -25,6 +25,7 @@ import torch
 from core.class_locations import ClassKey, ClassLocations
 from core.constants import TRAINING_OVERSAMPLE_FOREGROUND
 from core.preprocessed import load_case
+from core.training.cascade import load_previous_stage
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class PatchSampling:
 
 @dataclass(frozen=True)
 class Batch:
-    """`image` (B, C, *crop) float32, `seg` (B, 1, *crop) int16 with -1 outside, and the cases used."""
+    """`image` (B, C, *crop) float32, `seg` (B, 1, *crop) int16 with -1 outside (for a cascade
+    (B, 2, *crop), the previous stage's segmentation second), and the cases used."""
 
     image: torch.Tensor
     seg: torch.Tensor
@@ -51,23 +53,40 @@ class Batch:
     index: int
 
 
-class PreprocessedCases:
-    """The cases of one preprocessed folder, opened once as memory maps."""
+@dataclass(frozen=True)
+class OpenCase:
+    """One case's memory maps: data (C, *S), labels (1, *S), and for a cascade the previous stage's
+    segmentation (1, *S) on the same grid."""
 
-    def __init__(self, folder: Path, identifiers: Sequence[str]) -> None:
+    data: np.ndarray
+    seg: np.ndarray
+    locations: ClassLocations
+    previous_stage: np.ndarray | None = None
+
+
+class PreprocessedCases:
+    """The cases of one preprocessed folder, opened once as memory maps; with `previous_stage_dir` (a
+    cascade, see `core.training.cascade`) each case's previous-stage segmentation too."""
+
+    def __init__(
+        self, folder: Path, identifiers: Sequence[str], previous_stage_dir: Path | None = None
+    ) -> None:
         if not identifiers:
             raise ValueError(f"{folder}: no cases to train on")
         self.identifiers = tuple(identifiers)
-        self.cases: dict[str, tuple[np.ndarray, np.ndarray, ClassLocations]] = {}
+        self.cases: dict[str, OpenCase] = {}
         for identifier in self.identifiers:
             data, seg, properties = load_case(Path(folder), identifier)
             if seg is None:
                 raise ValueError(f"{identifier}: preprocessed without labels, cannot train on it")
-            self.cases[identifier] = (data, seg, properties.class_locations)
+            previous = (
+                None if previous_stage_dir is None else load_previous_stage(previous_stage_dir, identifier)
+            )
+            self.cases[identifier] = OpenCase(data, seg, properties.class_locations, previous)
 
     @property
     def num_channels(self) -> int:
-        return int(self.cases[self.identifiers[0]][0].shape[0])
+        return int(self.cases[self.identifiers[0]].data.shape[0])
 
 
 def patch_bounds(shape: Sequence[int], size: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -129,17 +148,20 @@ def make_batch(cases: PreprocessedCases, sampling: PatchSampling, seed: int, ind
     chosen = [cases.identifiers[i] for i in rng.integers(len(cases.identifiers), size=sampling.batch_size)]
     images, segs = [], []
     for position, identifier in enumerate(chosen):
-        data, seg, locations = cases.cases[identifier]
+        case = cases.cases[identifier]
         corner = choose_corner(
-            data.shape[1:],
+            case.data.shape[1:],
             size,
-            locations,
+            case.locations,
             sampling.is_forced_foreground(position),
             sampling.annotated_key,
             rng,
         )
-        image_patch = crop_and_pad(data, corner, size, 0.0)
-        seg_patch = crop_and_pad(seg, corner, size, -1).astype(np.int16, copy=False)
+        image_patch = crop_and_pad(case.data, corner, size, 0.0)
+        seg_patch = crop_and_pad(case.seg, corner, size, -1).astype(np.int16, copy=False)
+        if case.previous_stage is not None:
+            previous_patch = crop_and_pad(case.previous_stage, corner, size, -1).astype(np.int16, copy=False)
+            seg_patch = np.concatenate([seg_patch, previous_patch])
         if is_2d:
             image_patch, seg_patch = image_patch[:, 0], seg_patch[:, 0]
         images.append(image_patch)

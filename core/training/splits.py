@@ -158,6 +158,11 @@ def load_splits(path: Path) -> list[Split]:
     return splits_from_json(read_json(path, SplitsError, "splits file"))
 
 
+def stored_splits(path: Path) -> list[Split]:
+    """The splits in `path`, or none when no splits file exists (yet)."""
+    return load_splits(path) if Path(path).is_file() else []
+
+
 def save_splits(path: Path, splits: Sequence[Split]) -> None:
     write_json_atomically(Path(path), [split.to_json() for split in splits])
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from core.augmentation import (
     AugmentationSettings,
+    append_previous_stage,
     augment_training_batch,
     configure_augmentation,
     downsample_for_deep_supervision,
@@ -40,7 +41,9 @@ from core.files import write_json_atomically
 from core.network import build_network
 from core.parallel import ProgressCallback, no_progress
 from core.plans import ConfigurationPlan, Plans, load_plans
+from core.precision import autocast_dtype
 from core.preprocessed import GT_FOLDER, list_cases
+from core.training.cascade import check_previous_stage, previous_stage_folder
 from core.training.checkpoints import (
     BEST,
     FINAL,
@@ -68,7 +71,7 @@ from core.training.options import TrainingOptions
 from core.training.pretrained import load_pretrained_weights
 from core.training.progress_log import EpochRecord, TrainingLog, describe_epoch, plot_progress
 from core.training.schedule import poly_lr
-from core.training.splits import SPLITS_FILE_NAME, Fold, load_or_create_splits, split_for_fold
+from core.training.splits import SPLITS_FILE_NAME, Fold, load_or_create_splits, split_for_fold, stored_splits
 from core.training.targets import region_targets
 
 logger = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ VALIDATION_STREAM = 1  # added to the seed so validation patches differ from tra
 
 
 class TrainingSetupError(ProblemsError):
-    """The run cannot start as asked (no GPU for --device cuda, a configuration not trainable yet)."""
+    """The run cannot start as asked (e.g. no GPU for --device cuda)."""
 
 
 class TrainingStopped(RuntimeError):
@@ -119,18 +122,6 @@ def choose_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The mixed-precision type of the forward pass, or None for plain float32 (see TrainingOptions)."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16" or device.type == "cuda":
-        return torch.float16
-    has_native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if device.type == "cpu" and has_native_bf16 else None
-
-
 def num_network_outputs(spec: DatasetSpec) -> int:
     """Softmax over every label, or one sigmoid channel per foreground region (METHOD.md 1.2)."""
     if spec.has_regions:
@@ -155,29 +146,41 @@ def build_parts(
     configuration_name: str,
     fold: Fold,
     options: TrainingOptions,
+    previous_stage_dir: Path | None = None,
 ) -> TrainingParts:
+    """The method's parts; a cascade (`previous_stage` in the plans) reads its previous stage's
+    segmentations from `previous_stage_dir` and gets one extra input channel per foreground label."""
     configuration = plans.configuration(configuration_name)
     data_dir = Path(preprocessed_dir) / configuration.data_identifier
     identifiers = list_cases(data_dir)
     if not identifiers:
         raise FileNotFoundError(f"{data_dir}: no preprocessed cases; run `nnsvc plan` first")
+    splits_path = Path(preprocessed_dir) / SPLITS_FILE_NAME
     # Fold "all" needs no split file, so a dataset too small for five folds can still train on it.
-    splits = (
-        [] if fold == "all" else load_or_create_splits(Path(preprocessed_dir) / SPLITS_FILE_NAME, identifiers)
-    )
+    splits = [] if fold == "all" else load_or_create_splits(splits_path, identifiers)
     split = split_for_fold(splits, identifiers, fold)
-    train_cases = PreprocessedCases(data_dir, split.train)
-    val_cases = PreprocessedCases(data_dir, split.val)
+    is_cascade = configuration.previous_stage is not None
+    if is_cascade:
+        if previous_stage_dir is None:
+            raise TrainingSetupError(f"{configuration_name}: a cascade needs its previous stage's folder")
+        known_splits = splits or stored_splits(splits_path)
+        cases = sorted({*split.train, *split.val})
+        check_previous_stage(previous_stage_dir, data_dir, cases, known_splits, configuration.previous_stage)
+    previous = previous_stage_dir if is_cascade else None
+    cascade_labels = tuple(spec.foreground_labels) if is_cascade else ()
+    train_cases = PreprocessedCases(data_dir, split.train, previous)
+    val_cases = PreprocessedCases(data_dir, split.val, previous)
+    input_channels = train_cases.num_channels + len(cascade_labels)
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG left untouched
         torch.manual_seed(options.seed)
-        network = build_network(configuration, train_cases.num_channels, num_network_outputs(spec))
+        network = build_network(configuration, input_channels, num_network_outputs(spec))
     if options.pretrained_weights:
         load_pretrained_weights(network, Path(options.pretrained_weights))
     loss_settings = LossSettings.from_plans(configuration, spec)
     scales = deep_supervision_scales(configuration.architecture.strides)
     label_values = sorted(spec.allowed_label_values)
     augmentation = configure_augmentation(
-        configuration.patch_size, label_values, configuration.use_mask_for_norm
+        configuration.patch_size, label_values, configuration.use_mask_for_norm, cascade_labels
     )
     annotated_key = None if spec.ignore_label is None else (-1, *spec.all_labels)
     return TrainingParts(
@@ -287,7 +290,11 @@ class Trainer:
     def validation_step(self, batch_image: torch.Tensor, batch_seg: torch.Tensor) -> tuple[float, DiceCounts]:
         device = self.parts.device
         image = batch_image.to(device, non_blocking=True)
-        targets = make_targets(prepare_validation_batch(batch_seg.to(device, non_blocking=True)), self.parts)
+        seg = prepare_validation_batch(batch_seg.to(device, non_blocking=True))
+        cascade_labels = self.parts.augmentation.previous_stage_labels
+        if cascade_labels:
+            image, seg = append_previous_stage(image, seg, cascade_labels)
+        targets = make_targets(seg, self.parts)
         with self.autocast():
             outputs = [output.float() for output in self.network(image)]
         loss = self.parts.loss(outputs, targets)
@@ -439,16 +446,16 @@ def train_fold(
     """Train `fold` of `configuration` from `preprocessed_dir` (written by `nnsvc plan`) into
     `model_dir/<configuration>/fold_<fold>/`. With `is_resume`, continue from the latest or final
     checkpoint. A model folder holds one folder per configuration, each like nnU-Net v2's
-    `Trainer__Plans__Configuration` folder: plans.json and dataset.json beside the fold folders."""
+    `Trainer__Plans__Configuration` folder: plans.json and dataset.json beside the fold folders.
+    A cascade (3d_cascade_fullres) reads the segmentations that every fold of its previous stage
+    (3d_lowres) wrote into `model_dir` during fold validation, and refuses to start without them."""
     preprocessed_dir, model_dir = Path(preprocessed_dir), Path(model_dir)
     plans = load_plans(preprocessed_dir / "plans.json")
     dataset_json = json.loads((preprocessed_dir / "dataset.json").read_text())
     spec = parse_dataset_json(dataset_json)
     configuration_plan: ConfigurationPlan = plans.configuration(configuration)
-    if configuration_plan.previous_stage is not None:
-        raise TrainingSetupError(
-            f"{configuration}: cascade training needs the previous stage's predictions, not available yet"
-        )
+    is_cascade = configuration_plan.previous_stage is not None
+    previous_stage_dir = previous_stage_folder(model_dir, plans, configuration) if is_cascade else None
     fold_dir = model_dir / configuration / fold_folder_name(fold)
     checkpoint_path = resumable_checkpoint(fold_dir) if is_resume else None
     checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path else None
@@ -461,7 +468,7 @@ def train_fold(
             )
     elif fold_dir.exists() and any(fold_dir.glob("checkpoint_*.pth")):
         raise CheckpointError(f"{fold_dir}: already holds checkpoints; pass resume to continue it")
-    parts = build_parts(preprocessed_dir, plans, spec, configuration, fold, options)
+    parts = build_parts(preprocessed_dir, plans, spec, configuration, fold, options, previous_stage_dir)
     prepare_configuration_dir(preprocessed_dir, model_dir / configuration)
     copy_ground_truth(preprocessed_dir, model_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)

@@ -1,28 +1,35 @@
-"""`nnsvc demo`, the README's main job, runs as written (with fewer cases, to stay quick)."""
+"""The demo's own pieces: its work folder and its sample dataset. The demo itself runs end to end in
+tests/examples/test_demo.py, whose server the example tests then use."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from core.plans import load_plans
-from core.preprocessed import list_cases
+import pytest
+
+from cli.demo_commands import MARKER, DemoError, make_sample, prepare_workdir
+from core.errors import ProblemsError
 
 
-def test_demo_generates_plans_and_preprocesses(tmp_path: Path) -> None:
-    nnsvc = Path(sys.executable).with_name("nnsvc")
-    completed = subprocess.run(
-        [str(nnsvc), "demo", "--workdir", str(tmp_path), "--cases", "3", "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    out = tmp_path / "preprocessed" / "Dataset002_SyntheticCT"
-    plans = load_plans(out / "plans.json")
-    assert {"2d", "3d_fullres"} <= set(plans.configurations)
-    for name in ("2d", "3d_fullres"):
-        assert len(list_cases(out / plans.configuration(name).data_identifier)) == 3
-    assert "plans written to" in completed.stdout
+def test_a_workdir_of_an_earlier_demo_is_cleared_and_any_other_is_left_alone(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier"
+    prepare_workdir(earlier)
+    (earlier / "data").mkdir()
+    assert list(prepare_workdir(earlier).iterdir()) == [earlier / MARKER]
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    with pytest.raises(DemoError, match="not touching them"):
+        prepare_workdir(precious)
+    assert (precious / "thesis.tex").read_text() == "keep me"
+
+
+def test_the_sample_holds_out_labelled_test_cases(tmp_path: Path) -> None:
+    raw = make_sample(tmp_path, num_cases=7, num_test=2, image_size=32)
+    assert len(list((raw / "imagesTr").iterdir())) == len(list((raw / "labelsTr").iterdir())) == 5
+    assert sorted(p.name for p in (raw / "labelsTs").iterdir()) == ["case_005.nii.gz", "case_006.nii.gz"]
+    assert '"numTraining": 5' in (raw / "dataset.json").read_text()
+    with pytest.raises(ProblemsError) as refused:
+        make_sample(tmp_path / "bad", num_cases=4, num_test=0, image_size=8)
+    assert len(refused.value.problems) == 3

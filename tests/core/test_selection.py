@@ -140,3 +140,17 @@ def test_ensembles_need_probabilities(model_dir: Path) -> None:
     (model_dir / "2d" / "fold_0" / "validation" / "c1.npz").unlink()
     with pytest.raises(SelectionError, match=r"2d: no probabilities \(CASE.npz\) for 1 case"):
         find_best_configuration(model_dir, model_dir.parent / "gt", SPEC, folds=FOLDS)
+
+
+def test_the_cascade_is_a_candidate_once_all_its_folds_are_validated(model_dir: Path) -> None:
+    for name in ("3d_cascade_fullres", "3d_lowres"):
+        shutil.copytree(model_dir / "2d", model_dir / name)
+    (model_dir / "3d_lowres" / "predicted_next_stage" / "3d_cascade_fullres").mkdir(parents=True)
+    assert available_configurations(model_dir, FOLDS) == [
+        "2d",
+        "3d_fullres",
+        "3d_lowres",
+        "3d_cascade_fullres",
+    ]
+    shutil.rmtree(model_dir / "3d_cascade_fullres" / "fold_1" / "validation")
+    assert "3d_cascade_fullres" not in available_configurations(model_dir, FOLDS)

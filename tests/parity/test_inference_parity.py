@@ -8,6 +8,8 @@ With nnU-Net's float16 accumulator both hold. With our default float32 accumulat
 but probabilities differ by up to ~0.1 at the volume's corners, where nnU-Net's float16 sums of
 logits × an underflowed Gaussian (~6e-8) keep almost no precision (see core.inference.sliding_window);
 there ours equal the direct network output, so the probability bound is asserted for float16 only.
+Ours runs in float32 here, as nnU-Net does on the CPU; bfloat16's agreement is tested in
+tests/core/inference/test_precision.py.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def test_predictions_agree_with_nnunet(
     reference = run_reference(
         "predict_reference.py", str(model / configuration), str(tmp_path / "ref"), "0", "1", "2", str(image)
     )
-    predictor = Predictor.from_model_dir(model, configuration, device="cpu", accumulator_dtype=accumulator)
+    predictor = Predictor.from_model_dir(
+        model, configuration, device="cpu", accumulator_dtype=accumulator, precision="fp32"
+    )
     ours = predictor.predict_case([image], return_probabilities=True)
     theirs = sitk.GetArrayFromImage(sitk.ReadImage(reference["segmentation"]))
     assert ours.segmentation.shape == theirs.shape

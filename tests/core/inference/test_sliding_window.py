@@ -3,6 +3,7 @@ results, mirroring of an equivariant function, 2D slice by slice, and the out-of
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -202,3 +203,30 @@ def test_out_of_memory_on_the_device_path_retries_on_the_host(caplog: pytest.Log
 def test_data_that_does_not_fit_the_patch_is_refused() -> None:
     with pytest.raises(SlidingWindowError, match="does not fit"):
         sliding_window_logits(lambda x: x, torch.zeros(1, 8, 8), 1, SlidingWindowSettings((4, 4, 4)), CPU)
+
+
+def explicit_gaussian_average(
+    network: torch.nn.Module, data: torch.Tensor, patch: tuple[int, ...]
+) -> torch.Tensor:
+    """The rule written out in float64: every window's logits times the map, summed per voxel, over
+    the per-voxel sum of the maps."""
+    gaussian = gaussian_importance_map(patch, dtype=torch.float64)
+    logits = torch.zeros((3, *data.shape[1:]), dtype=torch.float64)
+    weights = torch.zeros(data.shape[1:], dtype=torch.float64)
+    for corner in itertools.product(*window_starts(tuple(data.shape[1:]), patch, 0.5)):
+        window = tuple(slice(s, s + p) for s, p in zip(corner, patch, strict=True))
+        logits[(slice(None), *window)] += network(data[(slice(None), *window)][None])[0].double() * gaussian
+        weights[window] += gaussian
+    return logits / weights
+
+
+@torch.inference_mode()
+def test_overlapping_windows_are_weighted_by_the_summed_gaussians() -> None:
+    generator = torch.Generator().manual_seed(6)
+    network = conv_network(torch.randn(3, 3, 3, generator=generator))  # windows see different borders
+    data = torch.randn(1, 21, 37, 30, generator=generator)
+    patch = (12, 16, 16)
+    result = sliding_window_logits(network, data, 3, SlidingWindowSettings(patch_size=patch), CPU)
+    expected = explicit_gaussian_average(network, data, patch)
+    torch.testing.assert_close(result.double(), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(result, network(data[None])[0], atol=1e-2)  # the borders do matter here
