@@ -1,6 +1,7 @@
-"""Every job kind through a real `nnsvc worker` process, with PostgreSQL + Redis and with the embedded
-default (SQLite + the SQLite broker): plan, train (parent → fold → select → model), predict, evaluate.
-Jobs are created as rows and sent as the API sends them; the HTTP layer has its own end-to-end test."""
+"""Every job kind through a real `nnsvc worker` process with PostgreSQL + Redis: plan, train (parent →
+fold → select → model), predict, evaluate. Jobs are created as rows and sent as the API sends them.
+The embedded default (SQLite + the SQLite broker) runs the same path in the HTTP end-to-end test
+(tests/app/test_end_to_end.py) and in the examples' tests, so it is not repeated here."""
 
 from __future__ import annotations
 
@@ -29,12 +30,9 @@ from tests.worker.support import (
 )
 
 
-@pytest.fixture(params=["postgres+redis", "embedded"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "embedded":
-        return request.getfixturevalue("sqlite_settings")
-    postgres, broker = request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_url")
-    return server_settings(tmp_path, postgres, broker)
+@pytest.fixture
+def settings(postgres_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return server_settings(tmp_path, postgres_url, redis_url)
 
 
 def geometry(path: Path) -> tuple:

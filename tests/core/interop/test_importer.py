@@ -212,3 +212,18 @@ def test_refuses_an_existing_destination(results: Path, tmp_path: Path) -> None:
     destination.mkdir()
     import_nnunet_model(results, destination)
     assert (destination / "import.json").is_file()
+
+
+def test_best_checkpoints_become_the_models_weights(results: Path, tmp_path: Path) -> None:
+    for fold in ("fold_0", "fold_1"):
+        os.rename(
+            results / PLAIN_3D / fold / "checkpoint_final.pth",
+            results / PLAIN_3D / fold / "checkpoint_best.pth",
+        )
+    assert_refused(
+        results, tmp_path / "imported", "checkpoint_final.pth is missing (it has checkpoint_best.pth)"
+    )
+    options = ImportOptions(checkpoint="checkpoint_best.pth", configurations=("3d_fullres",))
+    model = import_nnunet_model(results, tmp_path / "imported", options=options)
+    assert model.checkpoint == "checkpoint_best.pth"
+    assert len(Predictor.from_model_dir(tmp_path / "imported", "3d_fullres", device="cpu").fold_weights) == 2
