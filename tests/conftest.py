@@ -10,6 +10,8 @@ import pytest
 
 from core.synthetic import PRESETS, generate_dataset
 
+pytest_plugins = ["tests.trained_model"]
+
 
 @pytest.fixture(scope="session")
 def raw_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:

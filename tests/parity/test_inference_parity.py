@@ -22,7 +22,6 @@ import SimpleITK as sitk
 import torch
 
 from core.inference import Predictor
-from tests.core.inference.conftest import tiny_model  # noqa: F401  (the shared trained-model fixture)
 from tests.reference import run_reference
 
 pytestmark = pytest.mark.parity
@@ -39,7 +38,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
 @pytest.mark.parametrize("accumulator", [torch.float32, torch.float16], ids=["float32", "float16"])
 def test_predictions_agree_with_nnunet(
-    tiny_model: Path,  # noqa: F811
+    tiny_model: Path,
     tmp_path: Path,
     configuration: str,
     accumulator: torch.dtype,

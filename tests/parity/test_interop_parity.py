@@ -27,7 +27,6 @@ from core.inference import Predictor
 from core.interop import export_nnunet_model, import_nnunet_model
 from core.postprocessing import KeepLargestComponent, apply_postprocessing, load_postprocessing
 from core.selection import Selection, save_selection
-from tests.core.inference.conftest import tiny_model  # noqa: F401  (the shared trained-model fixture)
 from tests.parity.test_inference_parity import DICE_FLOOR, PROBABILITY_TOLERANCE, dice
 from tests.reference import run_reference
 
@@ -40,7 +39,7 @@ STEPS = (KeepLargestComponent((1, 2)), KeepLargestComponent((2,)))
 
 
 @pytest.fixture(scope="module")
-def nnunet_results(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811
+def nnunet_results(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """nnU-Net v2's results of fold 0 of each configuration, and their export zip."""
     root = tmp_path_factory.mktemp("nnunet")
     return run_reference(
@@ -87,7 +86,7 @@ def assert_agreement(model_dir: Path, configuration: str, image: Path, reference
 
 def test_imported_nnunet_model_predicts_as_nnunet(
     nnunet_results: dict,
-    tiny_model: Path,  # noqa: F811
+    tiny_model: Path,
     tmp_path: Path,
 ) -> None:
     imported = import_nnunet_model(Path(nnunet_results["zip"]), tmp_path / "imported")
@@ -103,7 +102,7 @@ def test_imported_nnunet_model_predicts_as_nnunet(
         assert_agreement(tmp_path / "imported", folder.rsplit("__", 1)[-1], image, reference[folder])
 
 
-def test_exported_model_predicts_in_nnunet_as_ours(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_exported_model_predicts_in_nnunet_as_ours(tiny_model: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model / "model", model_dir)
     pp_dir = model_dir / "3d_fullres" / "crossval_results_folds_0"

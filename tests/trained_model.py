@@ -2,7 +2,8 @@
 
 Trained until its predictions are confident: an untrained network's class scores sit near ties
 everywhere, where any difference in summation order between two correct predictors flips the argmax,
-so agreement tests on it would measure noise.
+so agreement tests on it would measure noise. Registered once as a plugin (tests/conftest.py) so
+the inference tests and both parity modules share one training instead of each defining its own.
 """
 
 from __future__ import annotations
