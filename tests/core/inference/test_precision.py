@@ -105,7 +105,7 @@ def test_unknown_precision_is_named(tiny_model: Path) -> None:
 
 
 def test_bf16_segments_as_fp32_on_a_trained_model(tiny_model: Path) -> None:
-    """The model of conftest.py is confident, so any disagreement would be bfloat16's doing."""
+    """The model of tests/trained_model.py is confident, so any disagreement is bfloat16's doing."""
     image = [tiny_model / "raw" / "imagesTr" / "case_003_0000.nii.gz"]
     predictions = {
         precision: Predictor.from_model_dir(
