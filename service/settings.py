@@ -14,8 +14,6 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-JobKind = Literal["plan", "train", "train_fold", "select", "predict", "evaluate", "import_model"]
-
 
 class Settings(BaseSettings):
     """Every knob of the service; the README's configuration table lists the same fields."""
