@@ -15,18 +15,19 @@ from functools import lru_cache
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import KeyCache
 from app.api.main import include_api
+from app.api.roles import READ_JOBS
 from app.api.routes import system
 from app.errors import install_error_handlers
 from app.housekeeping import housekeeping_loop
 from app.metrics import RequestMetrics, RequestStats
+from app.unchanged_polls import UnchangedJobPolls
 from service import paths
-from service.db.session import session_factory
+from service.db.session import make_engine, session_factory
 from service.migrations import ensure_schema_current
 from service.queue import make_celery
 from service.settings import Settings, get_settings
@@ -55,20 +56,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 @lru_cache(maxsize=8)
 def read_session_factory(url: str) -> sessionmaker[Session]:
     """Sessions for GET requests, which only read. On PostgreSQL they come from an engine of their own
-    that runs without transactions: no BEGIN, ROLLBACK or reset round trips, which were most of a
-    poll's database cost (each statement still sees committed data). SQLite's driver opens no
-    transaction for a SELECT anyway. One per URL and process, like service.db.session.get_engine."""
+    that runs without transactions: BEGIN, ROLLBACK and reset round trips were most of a poll's
+    database cost (each statement still sees committed data). One per URL and process."""
     if url.startswith("sqlite"):
         return session_factory(url)
-    engine = create_engine(
-        url,
-        isolation_level="AUTOCOMMIT",
-        pool_pre_ping=True,
-        pool_reset_on_return=None,
-        pool_size=10,
-        max_overflow=20,
-    )
-    return sessionmaker(engine, expire_on_commit=False)
+    return sessionmaker(make_engine(url, autocommit=True), expire_on_commit=False)
+
+
+def poll_session_factory(url: str) -> sessionmaker[Session]:
+    """Sessions for UnchangedJobPolls, on one connection of their own: its queries run on the event
+    loop, one after another, and must never wait for a pooled connection that a suspended request
+    holds (that wait would block the loop and so the request holding it). No pre-ping, which would
+    double a poll's round trips: a dropped connection fails one poll, which then takes the routed path."""
+    return sessionmaker(make_engine(url, pool_size=1, max_overflow=0, autocommit=True, pre_ping=False))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,6 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.request_stats = RequestStats()
     install_error_handlers(app)
+    # Innermost: CORS headers and metrics apply to the shortcut's 304s as to every other answer.
+    app.add_middleware(
+        UnchangedJobPolls,
+        sessions=poll_session_factory(str(settings.database_url)),
+        key_cache=app.state.key_cache,
+        readers=READ_JOBS.dependency,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -14,11 +14,29 @@ from sqlalchemy.orm import Session, sessionmaker
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     """One engine per URL and process (engines hold connection pools)."""
+    return make_engine(url)
+
+
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, autocommit: bool = False, pre_ping: bool = True
+) -> Engine:
+    """A new engine; most code wants get_engine's shared one. `autocommit` (PostgreSQL) runs every
+    statement in a transaction of its own, without BEGIN, ROLLBACK or reset round trips: for readers.
+    SQLite's driver opens no transaction for a SELECT anyway. Without `pre_ping` a connection the
+    server dropped fails one statement (and is replaced) instead of costing a round trip per checkout."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    transactions = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}
+    return create_engine(
+        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow, **transactions
+    )
 
 
 def _sqlite_pragmas(connection, _record) -> None:
