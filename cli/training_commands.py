@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16", "fp16"),
         default="auto",
-        help="mixed precision: auto = float16 on CUDA, bfloat16 on CPUs that compute it natively",
+        help="mixed precision: auto = float16 on CUDA, float32 on the CPU (bf16 is refused there)",
     )
     train.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and augmentation")
     train.add_argument("--resume", action="store_true", help="continue from the fold's latest checkpoint")

@@ -1,8 +1,12 @@
 """Which mixed-precision type a network's forward pass runs in, for training and prediction alike.
 
-"auto" is float16 autocast on CUDA, as nnU-Net v2, and bfloat16 autocast on CPUs that compute it
-natively (AVX512-BF16, AMX: oneDNN's bfloat16 convolutions run about twice as fast as float32 there);
-elsewhere plain float32. nnU-Net v2 never autocasts on the CPU (METHOD.md 5.1).
+"auto" is float16 autocast on CUDA, as nnU-Net v2. On CPUs that compute bfloat16 natively
+(AVX512-BF16, AMX: oneDNN's bfloat16 convolutions run about twice as fast as float32 there) prediction
+autocasts to bfloat16, and training runs in float32: with torch 2.13's oneDNN the bfloat16 weight
+gradients of 3D convolutions on small feature maps (a U-Net's bottleneck) are garbage: they change from
+call to call, are off by up to 1e36 times the gradient's size and now and then not finite, which turned
+training runs into NaN (`python -m benchmarks.bf16_gradients` measures it). Forward passes agree with
+float32 to bfloat16's rounding and repeat exactly, so prediction keeps bfloat16. nnU-Net v2 never autocasts on the CPU (METHOD.md 5.1).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+
+from core.errors import ProblemsError
 
 PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -28,3 +34,21 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if precision == "fp16" or device.type == "cuda":
         return torch.float16
     return torch.bfloat16 if device.type == "cpu" and has_native_bf16() else None
+
+
+class PrecisionError(ProblemsError):
+    """A precision this device cannot train in correctly."""
+
+
+def training_autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast type of training's forward pass: as prediction's, except that the CPU trains in
+    float32 ("auto") and refuses bfloat16, whose weight gradients are wrong there (see above)."""
+    if device.type == "cpu" and precision == "bf16":
+        raise PrecisionError(
+            "bf16 training on the CPU is refused: this torch computes bfloat16 weight gradients of 3D "
+            "convolutions wrongly on it (they change from call to call and can be NaN); "
+            "use --precision auto or fp32"
+        )
+    if device.type == "cpu" and precision == "auto":
+        return None
+    return autocast_dtype(device, precision)

@@ -31,8 +31,8 @@ class TrainingOptionsError(ProblemsError):
 class TrainingOptions:
     """Defaults are the method's (METHOD.md 5.1); `checkpoint_every_epochs` bounds the work a lost
     worker can lose (nnU-Net v2 saves every 50 epochs). `precision` "auto" is float16 autocast with
-    a gradient scaler on CUDA, as nnU-Net v2, and bfloat16 autocast on CPUs with native bfloat16
-    arithmetic (AVX512-BF16, AMX), which trains 2-3x faster there; "fp32" turns mixed precision off."""
+    a gradient scaler on CUDA, as nnU-Net v2, and float32 on the CPU (core.precision says why not
+    bfloat16); "fp32" turns mixed precision off."""
 
     epochs: int = TRAINING_EPOCHS
     iterations_per_epoch: int = TRAINING_ITERATIONS_PER_EPOCH

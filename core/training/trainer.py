@@ -41,7 +41,7 @@ from core.files import write_json_atomically
 from core.network import build_network
 from core.parallel import ProgressCallback, no_progress
 from core.plans import ConfigurationPlan, Plans, load_plans
-from core.precision import autocast_dtype
+from core.precision import training_autocast_dtype
 from core.preprocessed import GT_FOLDER, list_cases
 from core.training.cascade import check_previous_stage, previous_stage_folder
 from core.training.checkpoints import (
@@ -232,7 +232,7 @@ class Trainer:
             nesterov=TRAINING_SGD_NESTEROV,
         )
         self.is_cuda = parts.device.type == "cuda"
-        self.autocast_dtype = autocast_dtype(parts.device, options.precision)
+        self.autocast_dtype = training_autocast_dtype(parts.device, options.precision)
         # Only float16 needs loss scaling: bfloat16 has float32's exponent range.
         self.scaler = torch.amp.GradScaler(
             parts.device.type, enabled=self.autocast_dtype == torch.float16 and self.is_cuda
@@ -469,17 +469,17 @@ def train_fold(
     elif fold_dir.exists() and any(fold_dir.glob("checkpoint_*.pth")):
         raise CheckpointError(f"{fold_dir}: already holds checkpoints; pass resume to continue it")
     parts = build_parts(preprocessed_dir, plans, spec, configuration, fold, options, previous_stage_dir)
-    prepare_configuration_dir(preprocessed_dir, model_dir / configuration)
-    copy_ground_truth(preprocessed_dir, model_dir)
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(fold_dir / "training_options.json", options.to_json())
     init_args = {
         "plans": plans.to_json(),
         "configuration": configuration,
         "fold": fold,
         "dataset_json": dataset_json,
     }
-    trainer = Trainer(parts, options, fold_dir, init_args)
+    trainer = Trainer(parts, options, fold_dir, init_args)  # refuses what cannot run, writing nothing
+    prepare_configuration_dir(preprocessed_dir, model_dir / configuration)
+    copy_ground_truth(preprocessed_dir, model_dir)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(fold_dir / "training_options.json", options.to_json())
     if checkpoint is not None:
         trainer.restore(checkpoint)
     return trainer.run(progress, should_stop)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.pipeline import PlanOptions, plan_and_preprocess
+from core.precision import PrecisionError, training_autocast_dtype
 from core.synthetic import PRESETS, generate_dataset
 from core.training.checkpoints import BEST, FINAL, LATEST, CheckpointError, load_checkpoint
 from core.training.options import TrainingOptions
@@ -103,6 +104,16 @@ def test_a_fold_with_checkpoints_is_not_overwritten_without_resume(
         train_fold(preprocessed, "2d", 0, tmp_path / "m", replace(SHORT, epochs=1))
     with pytest.raises(CheckpointError, match="other options"):
         train_fold(preprocessed, "2d", 0, tmp_path / "m", replace(SHORT, seed=8), is_resume=True)
+
+
+def test_the_cpu_trains_in_float32_and_refuses_bf16(preprocessed: Path, tmp_path: Path) -> None:
+    cpu = replace(SHORT, device="cpu")
+    with pytest.raises(PrecisionError, match="bf16 training on the CPU is refused"):
+        train_fold(preprocessed, "2d", 0, tmp_path / "m", replace(cpu, precision="bf16"))
+    assert not (tmp_path / "m").exists()
+    assert training_autocast_dtype(torch.device("cpu"), "auto") is None
+    assert training_autocast_dtype(torch.device("cpu"), "fp32") is None
+    assert training_autocast_dtype(torch.device("cuda"), "auto") == torch.float16
 
 
 def test_fine_tuning_loads_matching_weights_and_names_mismatches(preprocessed: Path, tmp_path: Path) -> None:
