@@ -6,7 +6,8 @@ autocasts to bfloat16, and training runs in float32: with torch 2.13's oneDNN th
 gradients of 3D convolutions on small feature maps (a U-Net's bottleneck) are garbage: they change from
 call to call, are off by up to 1e36 times the gradient's size and now and then not finite, which turned
 training runs into NaN (`python -m benchmarks.bf16_gradients` measures it). Forward passes agree with
-float32 to bfloat16's rounding and repeat exactly, so prediction keeps bfloat16. nnU-Net v2 never autocasts on the CPU (METHOD.md 5.1).
+float32 to bfloat16's rounding and repeat exactly, so prediction keeps bfloat16. nnU-Net v2 never
+autocasts on the CPU (METHOD.md 5.1).
 """
 
 from __future__ import annotations
