@@ -29,7 +29,7 @@ from service.workers import seen_workers
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TINY_DEMO = ["--cases", "7", "--test-cases", "2", "--image-size", "48", "--epochs", "1"]
-TINY_DEMO += ["--iterations-per-epoch", "2"]
+TINY_DEMO += ["--iterations-per-epoch", "2", "--validation-iterations", "1"]
 DEMO_TIMEOUT_S = 600.0
 
 
