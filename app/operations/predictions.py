@@ -30,11 +30,12 @@ from service.jobs import create_job
 from service.settings import Settings
 
 
-def find_by_idempotency_key(session: Session, key: str) -> Prediction | None:
+def find_by_idempotency_key(session: Session, key: str, api_key_id: int) -> Prediction | None:
+    """The prediction this API key posted first with this Idempotency-Key; other keys' are not seen."""
     return session.scalar(
         select(Prediction)
         .join(Job, Job.id == Prediction.job_id)
-        .where(Job.kind == JobKind.predict, Job.idempotency_key == key)
+        .where(Job.kind == JobKind.predict, Job.api_key_id == api_key_id, Job.idempotency_key == key)
     )
 
 
@@ -156,7 +157,7 @@ def create_prediction(
     except IntegrityError:
         session.rollback()
         shutil.rmtree(folder, ignore_errors=True)
-        first = find_by_idempotency_key(session, idempotency_key) if idempotency_key else None
+        first = find_by_idempotency_key(session, idempotency_key, api_key_id) if idempotency_key else None
         if first is None:
             raise
         return first

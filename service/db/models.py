@@ -117,7 +117,8 @@ class Plan(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("kind", "idempotency_key"),
+        # An Idempotency-Key is the client's: the same string from another API key is another request.
+        UniqueConstraint("kind", "api_key_id", "idempotency_key"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
     )
 

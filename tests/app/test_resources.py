@@ -95,11 +95,11 @@ def test_prediction_idempotency_download_and_deletion(client, keys, settings, tm
     sitk.WriteImage(source, str(image))
     headers = {**keys[Role.predictor], "Idempotency-Key": "study-42"}
 
-    def post():
+    def post(sender=headers):
         files = [("channels", (image.name, image.read_bytes()))]
         return client.post(
             "/v1/predictions",
-            headers=headers,
+            headers=sender,
             data={"model": "tiny", "save_probabilities": "true"},
             files=files,
         )
@@ -113,6 +113,11 @@ def test_prediction_idempotency_download_and_deletion(client, keys, settings, tm
     replay = post()
     assert replay.status_code == 200 and replay.json()["prediction"]["id"] == prediction["id"]
     assert len(list(paths.prediction_dir(settings, "x").parent.iterdir())) == 1
+    # The same Idempotency-Key from another API key is another client's request.
+    other = post({**keys[Role.admin], "Idempotency-Key": "study-42"})
+    assert other.status_code == 202 and other.json()["prediction"]["id"] != prediction["id"]
+    cancel = client.post(f"/v1/jobs/{other.json()['job']['id']}/cancel", headers=keys[Role.admin])
+    assert cancel.json()["status"] == "cancelled"
 
     url = f"/v1/predictions/{prediction['id']}"
     assert client.get(f"{url}/segmentation", headers=headers).status_code == 409

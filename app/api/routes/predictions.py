@@ -62,13 +62,16 @@ async def post_prediction(
     key: ApiKeyDep,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=200, description="repeat a post safely: the first prediction is returned"),
+        Header(
+            max_length=200,
+            description="repeat a post safely: this API key's first prediction with it is returned",
+        ),
     ] = None,
 ) -> PredictionAccepted:
     """Queues the segmentation of one case. The files are checked first (readable, one geometry, finite
     voxels, as many channels as the model takes); the segmentation keeps the input's geometry."""
     if idempotency_key is not None:
-        first = await run_in_threadpool(find_by_idempotency_key, session, idempotency_key)
+        first = await run_in_threadpool(find_by_idempotency_key, session, idempotency_key, key.key_id)
         if first is not None:
             response.status_code = 200
             return await run_in_threadpool(accepted, session, first)
