@@ -32,6 +32,21 @@ TINY_TRAINING = {"epochs": 2, "iterations_per_epoch": 2, "validation_iterations"
 WORKER_START_S = 120.0
 
 
+def add_job(settings: Settings, kind: JobKind = JobKind.predict, **fields: object) -> str:
+    """A job row as the API writes it; `params` and `job` (create_job's keywords) are taken from
+    `fields`, every other field is set on the row afterwards."""
+    with session_scope(str(settings.database_url)) as session:
+        job = create_job(session, kind, fields.pop("params", {"prediction_id": "p"}), **fields.pop("job", {}))
+        for name, value in fields.items():
+            setattr(job, name, value)
+        return job.id
+
+
+def read(settings: Settings, job_id: str) -> Job:
+    with session_scope(str(settings.database_url)) as session:
+        return session.get(Job, job_id)
+
+
 def make_dataset(settings: Settings) -> str:
     """A 2D dataset of 6 training cases (48 × 48) and 2 labelled test cases (imagesTs, labelsTs)."""
     dataset_id = new_id()

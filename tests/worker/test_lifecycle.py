@@ -11,25 +11,13 @@ from datetime import timedelta
 import pytest
 
 from service.db.base import utc_now
-from service.db.models import Job, JobKind, JobStatus
+from service.db.models import Job, JobStatus
 from service.db.session import session_scope
-from service.jobs import create_job, request_cancel
+from service.jobs import request_cancel
 from service.settings import Settings
+from tests.worker.support import add_job, read
 from worker.lifecycle import claim_job, finish_job
 from worker.progress import JobReporter, JobStopped, StopReason
-
-
-def add_job(settings: Settings, **fields: object) -> str:
-    with session_scope(str(settings.database_url)) as session:
-        job = create_job(session, JobKind.evaluate, {"evaluation_id": "e"})
-        for name, value in fields.items():
-            setattr(job, name, value)
-        return job.id
-
-
-def read(settings: Settings, job_id: str) -> Job:
-    with session_scope(str(settings.database_url)) as session:
-        return session.get(Job, job_id)
 
 
 def test_a_queued_job_is_claimed_once(sqlite_settings: Settings) -> None:

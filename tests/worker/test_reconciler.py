@@ -10,9 +10,9 @@ import pytest
 from service.db.base import utc_now
 from service.db.models import Job, JobKind, JobStatus
 from service.db.session import session_scope
-from service.jobs import create_job
 from service.queue import QUEUES, make_celery
 from service.settings import Settings
+from tests.worker.support import add_job, read
 from worker.broker_queue import inspector_for
 from worker.dispatch import dispatch
 from worker.reconciler import Reconciler
@@ -22,19 +22,6 @@ from worker.reconciler import Reconciler
 def reconciler(sqlite_settings: Settings) -> Reconciler:
     settings = sqlite_settings
     return Reconciler(settings, make_celery(settings), inspector_for(str(settings.broker_url), QUEUES))
-
-
-def add_job(settings: Settings, kind: JobKind = JobKind.predict, **fields: object) -> str:
-    with session_scope(str(settings.database_url)) as session:
-        job = create_job(session, kind, fields.pop("params", {"prediction_id": "p"}), **fields.pop("job", {}))
-        for name, value in fields.items():
-            setattr(job, name, value)
-        return job.id
-
-
-def read(settings: Settings, job_id: str) -> Job:
-    with session_scope(str(settings.database_url)) as session:
-        return session.get(Job, job_id)
 
 
 def silent_since(settings: Settings) -> dict:
