@@ -16,9 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.auth import Caller, KeyCache
-from app.api.deps import RoleGuard, check_job_access
-from app.errors import Forbidden
+from app.api.auth import KeyCache
+from app.api.deps import RoleGuard, may_read_job
 from app.operations.jobs import job_version
 
 logger = logging.getLogger(__name__)
@@ -67,10 +66,9 @@ class UnchangedJobPolls:
         except DBAPIError:
             logger.warning("the poll shortcut's query failed; the routed app answers", exc_info=True)
             return None
-        if version is None or not _may_read(version.api_key_id, caller):
+        if version is None or not may_read_job(version.api_key_id, caller):
             return None
-        sent = {tag.strip() for tag in if_none_match.decode("latin-1").split(",")}
-        return version.etag if version.etag in sent else None
+        return version.etag if version.is_held_by(if_none_match.decode("latin-1")) else None
 
 
 def _polled_job(scope: Scope) -> str | None:
@@ -79,11 +77,3 @@ def _polled_job(scope: Scope) -> str | None:
     path: str = scope["path"]
     job_id = path[len(JOBS_PREFIX) :] if path.startswith(JOBS_PREFIX) else ""
     return job_id if job_id and "/" not in job_id else None
-
-
-def _may_read(api_key_id: int | None, caller: Caller) -> bool:
-    try:
-        check_job_access(api_key_id, caller)
-    except Forbidden:
-        return False
-    return True

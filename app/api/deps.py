@@ -147,9 +147,13 @@ def load_job_version(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobVer
     return version
 
 
-def check_job_access(api_key_id: int | None, key: Caller) -> None:
+def may_read_job(api_key_id: int | None, key: Caller) -> bool:
     """A predictor reads only the jobs its own key started; every other role reads every job."""
-    if key.role == Role.predictor and api_key_id != key.key_id:
+    return key.role != Role.predictor or api_key_id == key.key_id
+
+
+def check_job_access(api_key_id: int | None, key: Caller) -> None:
+    if not may_read_job(api_key_id, key):
         raise Forbidden("a predictor key reads only the jobs it started", loc=["path", "job_id"])
 
 

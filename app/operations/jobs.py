@@ -52,6 +52,10 @@ class JobVersion:
     api_key_id: int | None
     etag: str
 
+    def is_held_by(self, if_none_match: str) -> bool:
+        """Whether an If-None-Match header (one or more comma-separated ETags) names this version."""
+        return self.etag in {tag.strip() for tag in if_none_match.split(",")}
+
 
 _child, _ahead = aliased(Job), aliased(Job)
 # Built once: constructing the aliases costs far more than SQLite takes to run the query.

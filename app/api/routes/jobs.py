@@ -72,7 +72,7 @@ async def get_job(
 ) -> JobPublic:
     """Status, progress, result or error, children and queue place. Send the ETag back in If-None-Match
     to get an empty 304 until something changed: such a poll costs one indexed query."""
-    if if_none_match is not None and version.etag in {tag.strip() for tag in if_none_match.split(",")}:
+    if if_none_match is not None and version.is_held_by(if_none_match):
         return Response(status_code=304, headers={"ETag": version.etag})  # type: ignore[return-value]
     public = await run_in_threadpool(job_public_by_id, session, version.job_id)
     # Serialized here: JobPublic is what was just built, FastAPI's second validation of it would
