@@ -2,11 +2,15 @@
 
 "auto" is float16 autocast on CUDA, as nnU-Net v2. On CPUs that compute bfloat16 natively
 (AVX512-BF16, AMX: oneDNN's bfloat16 convolutions run about twice as fast as float32 there) prediction
-autocasts to bfloat16, and training runs in float32: with torch 2.13's oneDNN the bfloat16 weight
-gradients of 3D convolutions on small feature maps (a U-Net's bottleneck) are garbage: they change from
-call to call, are off by up to 1e36 times the gradient's size and now and then not finite, which turned
-training runs into NaN (`python -m benchmarks.bf16_gradients` measures it). Forward passes agree with
-float32 to bfloat16's rounding and repeat exactly, so prediction keeps bfloat16. nnU-Net v2 never
+autocasts to bfloat16. Other CPUs predict in float32: oneDNN emulates bfloat16 on any AVX-512 CPU (its
+own "bf16 supported" probe answers yes there), and on an AVX-512 Xeon without AVX512-BF16 the emulation
+made a forward pass of the default 3d_fullres network 3.7 times slower than float32.
+
+Training runs in float32 on every CPU: with torch 2.13's oneDNN the bfloat16 weight gradients of 3D
+convolutions on small feature maps (a U-Net's bottleneck) are garbage: they change from call to call,
+are off by up to 1e36 times the gradient's size and now and then not finite, which turned training runs
+into NaN (`python -m benchmarks.bf16_gradients` measures it). Forward passes agree with float32 to
+bfloat16's rounding and repeat exactly, so prediction keeps bfloat16. nnU-Net v2 never
 autocasts on the CPU (METHOD.md 5.1).
 """
 
@@ -23,7 +27,11 @@ PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 def has_native_bf16() -> bool:
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    """Whether the CPU has bfloat16 instructions (AVX512-BF16 or AMX), as torch's CPU probe reports."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return torch.backends.mkldnn.is_available() and any(
+        getattr(torch.cpu, probe, lambda: False)() for probe in probes
+    )
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:

@@ -1,15 +1,22 @@
 """How the network runs at prediction: mixed precision, memory layout, float32 logits out.
 
-On the CPU, oneDNN's bfloat16 convolutions on channels-last tensors are the fast path (on this
-project's CPU a forward pass of the default 3d_fullres network takes about 2.5x less time than in
-float32 with the standard layout). Torch's instance norm reshapes its input into a batch norm, which
-copies a channels-last tensor to the standard layout and back at every norm and costs more than the
-convolutions gain; group norm with one group per channel computes exactly instance norm's statistics
-(mean and biased variance per sample and channel, then the per-channel affine) and keeps the layout, so
-on the CPU the network's instance norms are computed that way. On CUDA the network runs as nnU-Net v2
-runs it (float16 autocast, standard layout). Whatever the precision inside, the logits come back as
-float32 in the standard layout, so that mirrored predictions are summed and weighted without rounding
-to 8 or 11 bits on every addition.
+On CPUs with native bfloat16 (see core.precision), oneDNN's bfloat16 convolutions on channels-last
+tensors are the fast path (on an AVX512-BF16 CPU a forward pass of the default 3d_fullres network takes
+about 2.5x less time than float32 in the standard layout). Torch's instance norm reshapes its input
+into a batch norm, which copies a channels-last tensor to the standard layout and back at every norm
+and costs more than the convolutions gain; group norm with one group per channel computes instance
+norm's statistics (mean and biased variance per sample and channel, then the per-channel affine) and
+keeps the layout, so bfloat16 passes compute the network's instance norms that way.
+
+Float32 passes keep the standard layout and torch's own instance norm, the operations nnU-Net v2 runs:
+torch's channels-last norm kernels add up a feature map's values one after another in float32, which on
+a 48 x 160 x 192 map leaves the normalised values off by about 1e-3 (the standard layout's kernels:
+about 2e-6), so a channels-last float32 network's logits were off by 2e-3 to 4e-3 and disagreed
+with nnU-Net's probabilities by more than 1e-3. That error is below bfloat16's own resolution (about
+4e-3 of each value), so bfloat16 keeps the fast layout. On CUDA the network runs as nnU-Net v2 runs it
+(float16 autocast, standard layout). Whatever the precision inside, the logits come back as float32 in
+the standard layout, so that mirrored predictions are summed and weighted without rounding to 8 or 11
+bits on every addition.
 """
 
 from __future__ import annotations
@@ -59,10 +66,10 @@ class NetworkRunner:
         self.autocast = autocast_dtype(device, precision)
         self.memory_format = torch.contiguous_format
         network.to(device).eval()
-        if device.type == "cpu":
-            compute_instance_norms_by_groups(network)
+        if device.type == "cpu" and self.autocast == torch.bfloat16:
             conv_dims = {m.weight.ndim for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)}
             if len(conv_dims) == 1 and conv_dims <= CHANNELS_LAST.keys():
+                compute_instance_norms_by_groups(network)
                 self.memory_format = CHANNELS_LAST[conv_dims.pop()]
                 network.to(memory_format=self.memory_format)
         self.network = network
