@@ -1,9 +1,15 @@
 """Predictions: accept one case for a model (checked like a dataset case, stored as
 DATA_ROOT/predictions/<id>/input/<case>_<channel><ending>), replay an Idempotency-Key, serve the result
-files, delete old ones."""
+files, delete old ones.
+
+A replayed Idempotency-Key must come with the same request: a bridge that reused a key for another
+study would otherwise get the first study's segmentation back as this one's. The request's digest
+(its options and each channel file's bytes, in order) is kept with the prediction and compared.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +35,8 @@ from service.db.models import Job, JobKind, JobStatus, Model, Prediction, new_id
 from service.jobs import create_job
 from service.settings import Settings
 
+REQUEST_DIGEST = "request_digest"
+
 
 def find_by_idempotency_key(session: Session, key: str, api_key_id: int) -> Prediction | None:
     """The prediction this API key posted first with this Idempotency-Key; other keys' are not seen."""
@@ -37,6 +45,33 @@ def find_by_idempotency_key(session: Session, key: str, api_key_id: int) -> Pred
         .join(Job, Job.id == Prediction.job_id)
         .where(Job.kind == JobKind.predict, Job.api_key_id == api_key_id, Job.idempotency_key == key)
     )
+
+
+def request_digest(form: PredictionForm, channels: list[StagedFile]) -> str:
+    """SHA-256 of what makes two posts the same request: the parsed options, then each channel file's
+    ending and bytes in order (the client's file name is not part of it)."""
+    digest = hashlib.sha256(form.model_dump_json().encode())
+    for staged in channels:
+        digest.update(file_ending_of(staged.filename).encode() + b"\0")
+        with staged.path.open("rb") as stream:
+            digest.update(hashlib.file_digest(stream, "sha256").digest())
+    return digest.hexdigest()
+
+
+def replayed(first: Prediction, digest: str, idempotency_key: str) -> Prediction:
+    """`first` when this post repeats its request; a post that reuses the key for another request is
+    refused. Predictions stored without a digest (before it was kept) replay as before."""
+    stored = first.options.get(REQUEST_DIGEST)
+    if stored is not None and stored != digest:
+        raise Unprocessable(
+            Problem(
+                loc=["header", "Idempotency-Key"],
+                problem=f"Idempotency-Key {idempotency_key!r} was used for a different request "
+                f"(prediction {first.id}: other options or files); send a new key for a new request",
+                kind="idempotency_key_reused",
+            )
+        )
+    return first
 
 
 def check_request(model: Model, form: PredictionForm, channels: list[StagedFile]) -> list[Problem]:
@@ -99,11 +134,13 @@ def create_prediction(
     idempotency_key: str | None,
 ) -> Prediction:
     """Check the case, move it into place, write the rows and enqueue; a concurrent post with the
-    same Idempotency-Key that committed first wins, and its prediction is returned."""
+    same Idempotency-Key that committed first wins, and its prediction is returned (when the two are
+    the same request)."""
     model = resolve_model(session, form.model, ["body", "model"])
     problems = check_request(model, form, channels)
     if problems:
         raise Unprocessable(problems)
+    digest = request_digest(form, channels) if idempotency_key else None
     ending = file_ending_of(channels[0].filename)
     staged_input = staging / "prediction" / "input"
     placed = []
@@ -137,6 +174,8 @@ def create_prediction(
         "save_probabilities": form.save_probabilities,
         "step_size": form.step_size,
     }
+    if digest is not None:
+        options[REQUEST_DIGEST] = digest
     try:
         job = create_job(
             session,
@@ -158,9 +197,9 @@ def create_prediction(
         session.rollback()
         shutil.rmtree(folder, ignore_errors=True)
         first = find_by_idempotency_key(session, idempotency_key, api_key_id) if idempotency_key else None
-        if first is None:
+        if first is None or digest is None:
             raise
-        return first
+        return replayed(first, digest, idempotency_key)
     except BaseException:
         session.rollback()
         shutil.rmtree(folder, ignore_errors=True)

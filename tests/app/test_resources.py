@@ -95,12 +95,12 @@ def test_prediction_idempotency_download_and_deletion(client, keys, settings, tm
     sitk.WriteImage(source, str(image))
     headers = {**keys[Role.predictor], "Idempotency-Key": "study-42"}
 
-    def post(sender=headers):
-        files = [("channels", (image.name, image.read_bytes()))]
+    def post(sender=headers, content=None, save_probabilities="true"):
+        files = [("channels", (image.name, content or image.read_bytes()))]
         return client.post(
             "/v1/predictions",
             headers=sender,
-            data={"model": "tiny", "save_probabilities": "true"},
+            data={"model": "tiny", "save_probabilities": save_probabilities},
             files=files,
         )
 
@@ -112,6 +112,14 @@ def test_prediction_idempotency_download_and_deletion(client, keys, settings, tm
     assert (folder / "input" / "case_0000.mha").is_file()
     replay = post()
     assert replay.status_code == 200 and replay.json()["prediction"]["id"] == prediction["id"]
+    assert len(list(paths.prediction_dir(settings, "x").parent.iterdir())) == 1
+    # The same key for another study, or other options, is refused rather than answered with the first.
+    other_study = tmp_path / "other.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((20, 24), np.float32)), str(other_study))
+    for reused in (post(content=other_study.read_bytes()), post(save_probabilities="false")):
+        assert reused.status_code == 422, reused.text
+        (problem,) = reused.json()["detail"]
+        assert problem["loc"] == ["header", "Idempotency-Key"] and prediction["id"] in problem["problem"]
     assert len(list(paths.prediction_dir(settings, "x").parent.iterdir())) == 1
     # The same Idempotency-Key from another API key is another client's request.
     other = post({**keys[Role.admin], "Idempotency-Key": "study-42"})

@@ -19,6 +19,8 @@ from app.operations.predictions import (
     delete_prediction,
     find_by_idempotency_key,
     prediction_public,
+    replayed,
+    request_digest,
     result_file,
 )
 from app.schemas.predictions import PredictionAccepted, PredictionForm, PredictionPublic
@@ -42,7 +44,7 @@ def accepted(session: Session, prediction: Prediction) -> PredictionAccepted:
     status_code=202,
     dependencies=[WRITE_PREDICTIONS],
     responses={
-        200: {"model": PredictionAccepted, "description": "replayed: the Idempotency-Key was seen before"}
+        200: {"model": PredictionAccepted, "description": "replayed: the Idempotency-Key was seen before"},
     },
     openapi_extra=multipart_body(
         PredictionForm,
@@ -64,21 +66,25 @@ async def post_prediction(
         str | None,
         Header(
             max_length=200,
-            description="repeat a post safely: this API key's first prediction with it is returned",
+            description="repeat a post safely: this API key's first prediction with it is returned; "
+            "the same key with other options or files is refused (422)",
         ),
     ] = None,
 ) -> PredictionAccepted:
     """Queues the segmentation of one case. The files are checked first (readable, one geometry, finite
     voxels, as many channels as the model takes); the segmentation keeps the input's geometry."""
+    first = None
     if idempotency_key is not None:
         first = await run_in_threadpool(find_by_idempotency_key, session, idempotency_key, key.key_id)
-        if first is not None:
-            response.status_code = 200
-            return await run_in_threadpool(accepted, session, first)
-    await run_in_threadpool(check_quota, settings)
+    if first is None:
+        await run_in_threadpool(check_quota, settings)
     async with staging_area(settings) as staging:
         form = await receive_form(request, staging, settings.max_upload_mb * 2**20)
         fields = parse_fields(PredictionForm, form.fields)
+        if first is not None and idempotency_key is not None:
+            digest = await run_in_threadpool(request_digest, fields, form.files_of("channels"))
+            response.status_code = 200
+            return await run_in_threadpool(accepted, session, replayed(first, digest, idempotency_key))
         prediction = await run_in_threadpool(
             create_prediction,
             session,
