@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from cli.progress import ProgressBars
-from core.interop import ImportOptions, export_nnunet_model, import_nnunet_model
-from core.training.checkpoints import BEST, FINAL
+from core.training.checkpoint_names import BEST, FINAL
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -68,6 +67,8 @@ def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
 
 
 def run_import(arguments: argparse.Namespace) -> int:
+    from core.interop import ImportOptions, import_nnunet_model
+
     options = ImportOptions(
         checkpoint=arguments.checkpoint,
         trainer=arguments.trainer,
@@ -96,6 +97,8 @@ def run_import(arguments: argparse.Namespace) -> int:
 
 
 def run_export(arguments: argparse.Namespace) -> int:
+    from core.interop import export_nnunet_model
+
     progress = ProgressBars(enabled=not arguments.no_progress)
     try:
         exported = export_nnunet_model(

@@ -3,6 +3,10 @@
 A user's mistake ends in one readable line (a list when there are several problems) and a line saying
 what to do, exit code 1 (2 for wrong usage), never a traceback; `--debug` shows the traceback for
 reporting a bug.
+
+Command modules import the parts that load torch (training, prediction, import/export, the worker)
+inside their handlers, so that `nnsvc --help`, `nnsvc api` and the service commands start in a fraction
+of the time and the API process holds no torch (tests/cli/test_startup.py).
 """
 
 from __future__ import annotations

@@ -9,9 +9,8 @@ from pathlib import Path
 from cli.progress import ProgressBars
 from cli.training_commands import parse_fold
 from core.errors import ProblemsError
-from core.inference.model_prediction import PredictionOptions, predict_with_model
 from core.io import file_ending_of
-from core.precision import PRECISION_CHOICES
+from core.precision_choices import PRECISION_CHOICES
 
 
 class InputError(ProblemsError):
@@ -76,6 +75,8 @@ def stage_single_case(files: list[Path], folder: Path) -> None:
 
 
 def run_predict(arguments: argparse.Namespace) -> int:
+    from core.inference.model_prediction import PredictionOptions, predict_with_model
+
     options = PredictionOptions(
         configuration=arguments.configuration,
         folds=tuple(arguments.folds) if arguments.folds else None,

@@ -9,8 +9,6 @@ from cli.progress import ProgressBars
 from core.constants import TRAINING_EPOCHS, TRAINING_ITERATIONS_PER_EPOCH, TRAINING_VALIDATION_ITERATIONS
 from core.training.options import TrainingOptions
 from core.training.splits import Fold
-from core.training.trainer import train_fold
-from core.training.validation import validate_fold
 
 
 def parse_fold(text: str) -> Fold:
@@ -81,6 +79,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(arguments: argparse.Namespace) -> int:
+    from core.training.trainer import train_fold
+    from core.training.validation import validate_fold
+
     options = TrainingOptions(
         epochs=arguments.epochs,
         iterations_per_epoch=arguments.iterations_per_epoch,

@@ -7,7 +7,6 @@ import argparse
 from cli.service_commands import add_settings_options, settings_from
 from service.migrations import ensure_schema_current
 from service.queue import QUEUES
-from worker.celery_app import run_worker
 
 
 def parse_queues(text: str) -> tuple[str, ...]:
@@ -51,6 +50,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_worker_command(arguments: argparse.Namespace) -> int:
+    from worker.celery_app import run_worker
+
     settings = settings_from(arguments)
     ensure_schema_current(str(settings.database_url))
     return run_worker(settings, arguments.queues)

@@ -16,14 +16,9 @@ autocasts on the CPU (METHOD.md 5.1).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from core.errors import ProblemsError
-
-PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 def has_native_bf16() -> bool:

@@ -33,7 +33,7 @@ from core.io import file_ending_of, read_image, read_segmentation, write_segment
 from core.network import build_network
 from core.parallel import ProgressCallback, no_progress
 from core.plans import Plans, load_plans
-from core.precision import PRECISION_CHOICES
+from core.precision_choices import PRECISION_CHOICES
 from core.preprocessed import CaseProperties
 from core.preprocessing import preprocess_case_arrays
 from core.training.checkpoints import FINAL, load_checkpoint

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from core.errors import ProblemsError
+from core.training.checkpoint_names import BEST as BEST
+from core.training.checkpoint_names import FINAL as FINAL
+from core.training.checkpoint_names import LATEST as LATEST
 
-LATEST = "checkpoint_latest.pth"
-BEST = "checkpoint_best.pth"
-FINAL = "checkpoint_final.pth"
 TRAINER_NAME = "nnsvcTrainer"
 
 

@@ -18,9 +18,9 @@ from core.constants import (
     TRAINING_WEIGHT_DECAY,
 )
 from core.errors import ProblemsError
+from core.precision_choices import PrecisionChoice
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
-PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 class TrainingOptionsError(ProblemsError):
