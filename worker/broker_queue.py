@@ -10,6 +10,10 @@ Both stores hold kombu's message envelope as JSON, with Celery's (args, kwargs, 
 usually base64-encoded; the job id is the task's only argument. Redis keeps one list per queue and
 priority level (`cpu`, `cpu\\x06\\x163`, ...); kombu's SQLAlchemy transport (the embedded broker) a
 `kombu_message` table whose `visible` flag drops when a worker takes the message.
+
+That transport never deletes a message it handed out (a message a worker held unacknowledged goes back
+as a new row), so its table grows by one row per job for as long as the install runs;
+`remove_delivered` deletes the handed-out rows, which nothing reads again. Redis drops them itself.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from datetime import datetime
 from typing import Protocol
 
 import redis
@@ -31,6 +36,10 @@ SOCKET_TIMEOUT_S = 5.0
 
 class QueueInspector(Protocol):
     def queued_job_ids(self) -> set[str]: ...
+
+    def remove_delivered(self, delivered_before: datetime) -> int:
+        """Delete the messages workers took before `delivered_before`; how many went."""
+        ...
 
 
 def job_id_of(payload: bytes | str) -> str | None:
@@ -63,6 +72,9 @@ class RedisQueues:
                     ids.add(job_id)
         return ids
 
+    def remove_delivered(self, delivered_before: datetime) -> int:
+        return 0  # Redis pops a message when a worker takes it
+
 
 class SqlAlchemyQueues:
     def __init__(self, url: str, queues: tuple[str, ...]) -> None:
@@ -79,6 +91,15 @@ class SqlAlchemyQueues:
             ).bindparams(bindparam("queues", expanding=True))
             payloads = connection.execute(query, {"queues": self.queues}).scalars()
             return {job_id for payload in payloads if (job_id := job_id_of(payload)) is not None}
+
+    def remove_delivered(self, delivered_before: datetime) -> int:
+        # kombu stamps a row (its `timestamp` column) when it hides it, in local time without a zone
+        before = delivered_before.astimezone().replace(tzinfo=None)
+        with self.engine.begin() as connection:
+            if not inspect(connection).has_table("kombu_message"):
+                return 0
+            query = text("DELETE FROM kombu_message WHERE NOT visible AND timestamp < :before")
+            return connection.execute(query, {"before": before}).rowcount
 
 
 def inspector_for(broker_url: str, queues: tuple[str, ...]) -> QueueInspector | None:

@@ -11,6 +11,8 @@ Each pass:
    message being handed to a worker is briefly in neither place), is sent again. This is what
    repairs a Redis restarted with an empty store. Sending twice is harmless: tasks are idempotent
    by job id.
+4. Broker housekeeping, at most once per `BROKER_PRUNE_INTERVAL`: messages workers took more than
+   that long ago are deleted from a store that keeps them (the embedded broker's table).
 
 Where it runs: a thread in every worker process (`ReconcilerThread`, started when the worker is
 ready), so every deployment has one as soon as it has a worker, and no extra process is needed. Every
@@ -48,6 +50,7 @@ from worker.trainings import advance_training
 logger = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x6E6E737663  # "nnsvc"
+BROKER_PRUNE_INTERVAL = timedelta(hours=1)
 
 
 def reconcile_interval_s(settings: Settings) -> float:
@@ -61,6 +64,7 @@ class PassReport:
     failed: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
     advanced: list[str] = field(default_factory=list)
+    pruned: int = 0  # delivered broker messages deleted
 
 
 @contextmanager
@@ -86,6 +90,7 @@ class Reconciler:
     def __init__(self, settings: Settings, celery: Celery, inspector: QueueInspector | None) -> None:
         self.settings, self.celery, self.inspector = settings, celery, inspector
         self.suspects: set[str] = set()  # queued jobs without a message at the previous pass
+        self.pruned_at: datetime | None = None
 
     def run_pass(self) -> PassReport:
         report = PassReport()
@@ -94,7 +99,14 @@ class Reconciler:
                 self.recover_silent_jobs(report, utc_now())
                 self.advance_parents(report)
                 self.resend_lost_messages(report)
+                self.prune_broker(report, utc_now())
         return report
+
+    def prune_broker(self, report: PassReport, now: datetime) -> None:
+        if self.inspector is None or (self.pruned_at and now - self.pruned_at < BROKER_PRUNE_INTERVAL):
+            return
+        self.pruned_at = now
+        report.pruned = self.inspector.remove_delivered(now - BROKER_PRUNE_INTERVAL)
 
     def recover_silent_jobs(self, report: PassReport, now: datetime) -> None:
         cutoff = now - timedelta(seconds=self.settings.heartbeat_timeout_s)
@@ -228,7 +240,7 @@ class ReconcilerThread(threading.Thread):
         except Exception:  # a bug must not end the thread: jobs would then wait forever
             logger.exception("reconciler pass failed; trying again")
             return
-        if report.requeued or report.failed or report.resent:
+        if report.requeued or report.failed or report.resent or report.pruned:
             logger.info("reconciler: %s", report)
 
     def stop(self) -> None:

@@ -3,7 +3,8 @@ training parents are each brought back in line, and nothing else is touched."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import sqlite3
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -69,6 +70,27 @@ def test_a_lost_message_is_sent_again_at_the_second_pass(reconciler: Reconciler)
     assert reconciler.run_pass().resent == [lost]
     assert reconciler.inspector.queued_job_ids() == {sent, lost}
     assert reconciler.run_pass().resent == []
+
+
+def test_messages_workers_took_are_pruned_from_the_embedded_broker(reconciler: Reconciler) -> None:
+    settings = reconciler.settings
+    jobs = [add_job(settings) for _ in range(3)]
+    dispatch(settings, reconciler.celery, [(job_id, JobKind.predict) for job_id in jobs])
+    broker = sqlite3.connect(str(settings.broker_url).removeprefix("sqla+sqlite:///"))
+    local_now = datetime.now()
+    with broker:  # as kombu hides a message it hands to a worker: visible off, stamped in local time
+        ids = [row[0] for row in broker.execute("SELECT id FROM kombu_message ORDER BY id")]
+        for message_id, taken in zip(ids[:2], (local_now - timedelta(hours=2), local_now), strict=True):
+            broker.execute(
+                "UPDATE kombu_message SET visible = 0, timestamp = ? WHERE id = ?", (taken, message_id)
+            )
+    report = reconciler.run_pass()
+    assert report.pruned == 1
+    left = {row[0] for row in broker.execute("SELECT id FROM kombu_message")}
+    assert left == set(ids[1:])  # the recently taken one and the waiting one stay
+    assert reconciler.inspector.queued_job_ids() == {jobs[2]}
+    assert reconciler.run_pass().pruned == 0  # at most once per interval
+    broker.close()
 
 
 def resolved_parent(settings: Settings) -> str:
