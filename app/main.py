@@ -22,6 +22,7 @@ from app.api.auth import KeyCache
 from app.api.main import include_api
 from app.api.roles import READ_JOBS
 from app.api.routes import system
+from app.docs_pages import install_docs_pages
 from app.errors import install_error_handlers
 from app.housekeeping import housekeeping_loop
 from app.metrics import RequestMetrics, RequestStats
@@ -73,7 +74,9 @@ def poll_session_factory(url: str) -> sessionmaker[Session]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="nnsvc", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="nnsvc", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.sessions = session_factory(str(settings.database_url))
     app.state.read_sessions = read_session_factory(str(settings.database_url))
@@ -99,4 +102,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, stats=app.state.request_stats)
     include_api(app)
     app.include_router(system.router)
+    install_docs_pages(app)
     return app

@@ -111,3 +111,15 @@ def test_serving_never_imports_torch():
     code = "import sys, app.main; app.main.create_app(); print('torch' in sys.modules)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("page", "asset"), [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")]
+)
+def test_docs_pages_load_their_scripts_from_this_server(client, page, asset):
+    html = client.get(page)
+    assert html.status_code == 200 and "/openapi.json" in html.text
+    assert f"/docs-assets/{asset}" in html.text
+    assert "cdn.jsdelivr" not in html.text and "fonts.googleapis" not in html.text
+    script = client.get(f"/docs-assets/{asset}")
+    assert script.status_code == 200 and len(script.content) > 500_000
