@@ -18,27 +18,34 @@ ASSETS_PATH = "/docs-assets"
 
 def install_docs_pages(app: FastAPI) -> None:
     """Mount the assets and add /docs and /redoc (create the app with docs_url=None, redoc_url=None)."""
-    assets = files("fastapi_offline") / "static"
-    app.mount(ASSETS_PATH, StaticFiles(directory=str(assets)), name="docs-assets")
+    app.mount(
+        ASSETS_PATH, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets"
+    )
+    title = f"{app.title} API"
+
+    def locations(request: Request) -> tuple[str, str]:
+        """The OpenAPI document's URL and the assets' folder, under a reverse proxy's root path."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        return f"{root}{app.openapi_url}", f"{root}{ASSETS_PATH}"
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        document, assets = locations(request)
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} API",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            openapi_url=document,
+            title=title,
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
         )
 
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        document, assets = locations(request)
         return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} API",
-            redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            openapi_url=document,
+            title=title,
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png",
             with_google_fonts=False,
         )
