@@ -3,7 +3,7 @@
 An error may carry its own `hint` (a failed job's, the demo's); otherwise the most specific entry of
 `HINTS` for its class applies, and failing that the command's `--help`. Classes are named by their
 qualified names rather than imported: several live in modules that load torch, which the CLI loads
-only for the commands that compute (tests/cli/test_error_hints.py resolves every name).
+only for the commands that compute (tests/cli/test_startup.py resolves every name).
 """
 
 from __future__ import annotations
