@@ -137,10 +137,22 @@ def fast_events(monkeypatch):
     monkeypatch.setattr(job_routes, "EVENT_POLL_INTERVAL_S", 0.05)
 
 
-def test_the_event_stream_sends_each_change_and_ends_at_a_final_status(client, keys, settings, fast_events):
+def test_the_event_stream_sends_each_change_and_ends_at_a_final_status(
+    client, keys, settings, fast_events, monkeypatch
+):
     job = add_job(settings)
+    first_read = threading.Event()
+    snapshot = job_routes._snapshot
+
+    def snapshot_then_signal(*args):
+        result = snapshot(*args)
+        first_read.set()
+        return result
+
+    monkeypatch.setattr(job_routes, "_snapshot", snapshot_then_signal)
 
     def worker() -> None:
+        first_read.wait(timeout=30)  # the stream has read the job as it was before any change
         for fraction in (0.25, 0.5, 1.0):
             time.sleep(0.3)
             change_job(
