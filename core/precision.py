@@ -2,9 +2,10 @@
 
 "auto" is float16 autocast on CUDA, as nnU-Net v2. On CPUs that compute bfloat16 natively
 (AVX512-BF16, AMX: oneDNN's bfloat16 convolutions run about twice as fast as float32 there) prediction
-autocasts to bfloat16. Other CPUs predict in float32: oneDNN emulates bfloat16 on any AVX-512 CPU (its
-own "bf16 supported" probe answers yes there), and on an AVX-512 Xeon without AVX512-BF16 the emulation
-made a forward pass of the default 3d_fullres network 3.7 times slower than float32.
+autocasts to bfloat16. Other CPUs predict in float32 (in the channels-last layout, see
+core.inference.network_runtime): oneDNN emulates bfloat16 on any AVX-512 CPU (its own "bf16 supported"
+probe answers yes there), and on an AVX-512 Xeon without AVX512-BF16 the emulation made a forward pass
+of the default 3d_fullres network 3.7 times slower than float32.
 
 Training runs in float32 on every CPU: with torch 2.13's oneDNN the bfloat16 weight gradients of 3D
 convolutions on small feature maps (a U-Net's bottleneck) are garbage: they change from call to call,

@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from core import precision
 from core.inference import Predictor, PredictorError
 from core.inference.network_runtime import (
+    ChannelsLastInstanceNorm,
     InstanceNormByGroups,
     NetworkRunner,
-    compute_instance_norms_by_groups,
+    replace_instance_norms,
 )
 from core.precision import autocast_dtype, has_native_bf16
 
@@ -46,12 +49,17 @@ class NormNetwork(nn.Module):
         return self.all_modules(x)
 
 
-@torch.inference_mode()
-def test_instance_norm_by_groups_is_instance_norm_in_any_layout() -> None:
-    norm = nn.InstanceNorm3d(5, affine=True, eps=1e-5)
+def affine_norm(cls: type[nn.Module], channels: int) -> nn.Module:
+    norm = cls(channels, affine=True, eps=1e-5)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 2)
         norm.bias.uniform_(-1, 1)
+    return norm
+
+
+@torch.inference_mode()
+def test_instance_norm_by_groups_is_instance_norm_in_any_layout() -> None:
+    norm = affine_norm(nn.InstanceNorm3d, 5)
     x = torch.randn(2, 5, 6, 7, 8) * 3 + 1
     expected = norm(x)
     by_groups = InstanceNormByGroups(norm)
@@ -61,13 +69,31 @@ def test_instance_norm_by_groups_is_instance_norm_in_any_layout() -> None:
     torch.testing.assert_close(channels_last, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("cls", "layout"), [(nn.InstanceNorm3d, torch.channels_last_3d), (nn.InstanceNorm2d, torch.channels_last)]
+)
+@torch.inference_mode()
+def test_channels_last_instance_norm_keeps_float32_accuracy_where_group_norm_loses_it(cls, layout) -> None:
+    """A large feature map with a large mean: group norm's channels-last kernel sums it one value after
+    another; ours stays within float32 rounding of float64's result, in the input's layout."""
+    norm = affine_norm(cls, 8)
+    shape = (2, 8, 24, 96, 96) if cls is nn.InstanceNorm3d else (2, 8, 480, 480)
+    x = (torch.randn(shape) * 0.5 + 13).contiguous(memory_format=layout)
+    exact = F.instance_norm(x.double(), weight=norm.weight.double(), bias=norm.bias.double(), eps=norm.eps)
+    ours = ChannelsLastInstanceNorm(norm)(x)
+    assert ours.dtype == torch.float32 and ours.is_contiguous(memory_format=layout)
+    assert (ours.double() - exact).abs().max() < 1e-4
+    by_groups = InstanceNormByGroups(norm)(x)
+    assert (by_groups.double() - exact).abs().max() > 1e-3  # why float32 passes do not use it
+
+
 @torch.inference_mode()
 def test_swapping_norms_keeps_names_sharing_and_results() -> None:
     network = NormNetwork()
     names = list(network.state_dict())
     x = torch.randn(2, 2, 6, 8, 8)
     expected = network(x)
-    compute_instance_norms_by_groups(network)
+    replace_instance_norms(network, InstanceNormByGroups)
     assert list(network.state_dict()) == names
     assert isinstance(network.norm, InstanceNormByGroups) and network.norm is network.all_modules[1]
     assert not any(isinstance(m, nn.InstanceNorm3d) for m in network.modules())
@@ -92,6 +118,21 @@ def test_runner_returns_float32_standard_layout_logits_in_every_precision() -> N
     assert bf16.autocast == torch.bfloat16 and result.dtype == torch.float32 and result.is_contiguous()
     assert bf16.memory_format == torch.channels_last_3d
     torch.testing.assert_close(result, expected, atol=0.1, rtol=0.05)  # bfloat16 keeps 8 bits
+
+
+@torch.inference_mode()
+def test_auto_on_a_cpu_without_bf16_runs_float32_channels_last(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "has_native_bf16", lambda: False)
+    network = NormNetwork()
+    x = torch.randn(2, 2, 6, 8, 8)
+    expected = network(x)
+    auto = NetworkRunner(NormNetwork(), CPU, "auto")
+    assert auto.autocast is None and auto.memory_format == torch.channels_last_3d
+    assert isinstance(auto.network.norm, ChannelsLastInstanceNorm)
+    assert auto.network.norm is auto.network.all_modules[1]
+    result = auto(x)
+    assert result.dtype == torch.float32 and result.is_contiguous()
+    torch.testing.assert_close(result, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags Linux reports")
