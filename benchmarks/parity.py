@@ -9,8 +9,9 @@ Predictor from the imported folder: wall and CPU seconds per case (file in, segm
 probabilities out; model loading excluded), peak resident memory while predicting (VmHWM reset after
 loading; the resident memory at that moment is printed too) and peak GPU memory, per-label Dice
 between the segmentations and the largest absolute probability difference. Ours runs in fp32 with
-nnU-Net's float16 accumulator (the parity setting) and, when it differs on this machine, in our default
-precision. Last, a cProfile of one of our predictions (default precision): where our time goes.
+nnU-Net's float16 accumulator (the parity setting: nnU-Net's own operations) and in our default
+precision ("auto": bfloat16 or channels-last float32 on the CPU, float16 on CUDA). Last, a cProfile of
+one of our predictions (default precision): where our time goes.
 
 Data: `core.synthetic`'s CT preset, 5 training cases, and --cases new cases of 40 × 160 × 160 voxels
 (benchmarks.predict's model and cases). Why: a service that serves nnU-Net v2 models must give their
@@ -45,7 +46,6 @@ from benchmarks.predict import CONFIGURATION, agreement, make_case, make_model, 
 from core.dataset import load_dataset_json
 from core.inference import Predictor
 from core.interop import import_nnunet_model
-from core.precision import autocast_dtype
 from tests.reference import run_reference
 from tests.reference_scripts.process_stats import cpu_seconds, peak_rss_mb, reset_peak_rss
 
@@ -195,11 +195,8 @@ def bench_device(
         "interop_reference.py", "predict", str(root / f"job_{device}.json"), timeout_s=REFERENCE_TIMEOUT_S
     )[str(nnunet_folder)]
     labels = load_dataset_json(imported / CONFIGURATION / "dataset.json").foreground_labels
-    precisions = ["fp32"]
-    if autocast_dtype(torch.device(device), "auto") is not None:
-        precisions.append("auto")
     result = {}
-    for precision in precisions:
+    for precision in ("fp32", "auto"):
         out = root / f"ours_{device}_{precision}"
         ours = spawn_ours(imported, images, out, device, threads, "--precision", precision)
         result[precision] = {
