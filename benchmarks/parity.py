@@ -16,7 +16,8 @@ one of our predictions (default precision): where our time goes.
 Data: `core.synthetic`'s CT preset, 5 training cases, and --cases new cases of 40 × 160 × 160 voxels
 (benchmarks.predict's model and cases). Why: a service that serves nnU-Net v2 models must give their
 answers (Dice ≥ 0.999, probabilities within 1e-3) and should give them faster (target ≥ 3×, peak
-memory no higher). CUDA runs too when both environments see a GPU (--device cuda forces it).
+memory no higher). CUDA runs too when both environments see a GPU (--device cuda forces it); the
+models then train on the GPU.
 
 Usage, from the repository root (reference env in $NNSVC_PARITY_PYTHON or its default place):
   python -m benchmarks.parity [--cases N] [--threads N] [--device auto|cpu|cuda] [--keep DIR]
@@ -54,13 +55,13 @@ PROFILE_LINES = 12
 REFERENCE_TIMEOUT_S = 6 * 3600
 
 
-def nnunet_model(root: Path, iterations: int) -> tuple[Path, Path]:
-    """(nnU-Net's results model folder, its export zip), trained by nnU-Net from our confident model;
-    reused when a kept work folder has them."""
+def nnunet_model(root: Path, iterations: int, device: str) -> tuple[Path, Path]:
+    """(nnU-Net's results model folder, its export zip), trained on `device` by nnU-Net from our
+    confident model; reused when a kept work folder has them."""
     archive = root / "nnunet" / "model.zip"
     if archive.is_file():
         return next((root / "nnunet" / "results").glob(f"*/*__{CONFIGURATION}")), archive
-    ours = make_model(root / "ours", 1, iterations)
+    ours = make_model(root / "ours", 1, iterations, device)
     inputs = root / "nnunet_inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     shutil.copy(ours / CONFIGURATION / "plans.json", inputs / "plans.json")  # the planned patch size
@@ -69,6 +70,8 @@ def nnunet_model(root: Path, iterations: int) -> tuple[Path, Path]:
     result = run_reference(
         "interop_reference.py",
         "train",
+        "--device",
+        device,
         str(root / "nnunet"),
         str(root / "ours" / "raw"),
         str(inputs),
@@ -240,7 +243,7 @@ def main() -> None:
     devices = ["cpu"] if devices == ["auto"] else devices
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_parity_"))
     print(json.dumps(machine_card(devices[-1])), flush=True)
-    nnunet_folder, archive = nnunet_model(root, args.train_iterations)
+    nnunet_folder, archive = nnunet_model(root, args.train_iterations, devices[-1])  # CUDA when used
     imported = root / "imported"
     if not imported.exists():
         import_nnunet_model(archive, imported)

@@ -5,9 +5,10 @@ mirroring on, export, write; model loading excluded), the wall-clock and CPU sec
 resident memory of the predicting process (VmHWM, reset after the model is loaded, each tool in its
 own fresh process) and its resident memory at that reset (libraries and model, included in the
 peak), where our time goes (preprocess / sliding window / rest), and the agreement between the two
-segmentations (Dice per label, 1 where both are empty). Both tools run with the same
-torch thread count and environment; we use our default precision ("auto": bfloat16 on CPUs that
-compute it natively), nnU-Net v2 float32 as it always does on the CPU. CPU seconds are printed beside
+segmentations (Dice per label, 1 where both are empty). Both tools run on the same device (--device)
+with the same torch thread count and environment; we use our default precision ("auto": bfloat16 on
+CPUs that compute it natively, float16 on CUDA), nnU-Net v2 float32 on the CPU and float16 on CUDA, as
+it always does. On CUDA the peak GPU memory of each is printed too. CPU seconds are printed beside
 wall seconds because this machine may be shared: under load the wall ratio drifts, the CPU ratio less.
 
 Data and weights: `core.synthetic`'s CT preset (about 40 × 160 × 160 voxels at 3 × 0.75 × 0.75 mm),
@@ -21,11 +22,12 @@ about 390 windows × 8 mirrored passes per tool: hours on a small CPU. So by def
 the same plans with every stage's feature count divided by --large-width-divisor (its own model,
 trained the same way): window count, accumulators, resampling, export and I/O are a real large case's,
 the convolutions are cheaper, so its speed ratio is lower than the full network's. Pass
---large-width-divisor 1 for the real network. Both tools predict from the same weights in the same run.
+--large-width-divisor 1 for the real network (the CT case's model; minutes on a GPU). Both tools
+predict from the same weights in the same run. Models train on --device.
 Target (issue 4): ≥3× nnU-Net v2's speed with mirroring on, Dice agreement ≥ 0.999, no more peak memory.
 
 Usage, from the repository root (reference env in $NNSVC_PARITY_PYTHON or its default place):
-  python -m benchmarks.predict [--cases ct large] [--threads N] [--train-iterations N]
+  python -m benchmarks.predict [--cases ct large] [--device cpu|cuda] [--threads N] [--train-iterations N]
                                [--large-shape Z Y X] [--large-width-divisor D] [--keep DIR]
 --keep DIR keeps (and on a rerun reuses) the trained models and cases. The last stdout line is JSON.
 """
@@ -69,10 +71,11 @@ TRAINING_PATCH = (16, 96, 96)
 REFERENCE_TIMEOUT_S = 6 * 3600
 
 
-def make_model(root: Path, width_divisor: int, iterations: int) -> Path:
+def make_model(root: Path, width_divisor: int, iterations: int, device: str = "cpu") -> Path:
     """Plan generated CT-like cases (3d_fullres), divide the feature counts by `width_divisor`, train
-    fold 0 for `iterations` iterations on TRAINING_PATCH, then make its best epoch the final checkpoint,
-    with the planned patch size back in the plans; returns the model folder. Reused when there."""
+    fold 0 on `device` for `iterations` iterations on TRAINING_PATCH, then make its best epoch the final
+    checkpoint, with the planned patch size back in the plans; returns the model folder. Reused when
+    there."""
     model = root / "model"
     checkpoint_path = model / CONFIGURATION / "fold_0" / FINAL
     if checkpoint_path.is_file():
@@ -92,7 +95,7 @@ def make_model(root: Path, width_divisor: int, iterations: int) -> Path:
         iterations_per_epoch=ITERATIONS_PER_EPOCH,
         validation_iterations=1,
         seed=1,
-        device="cpu",
+        device=device,
         precision="fp32",
     )
     train_fold(root / "pre", CONFIGURATION, 0, model, options)
@@ -134,9 +137,14 @@ def run_ours(model_dir: Path, image: Path, out_dir: Path, device: str, precision
     predictor.predict_logits = timed(stages, "sliding_window_s", predictor.predict_logits)
     out = out_dir / image.name.replace("_0000", "")
     out_dir.mkdir(parents=True, exist_ok=True)
+    on_gpu = predictor.device.type == "cuda"
     baseline = reset_peak_rss()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     start, start_cpu = time.perf_counter(), cpu_seconds()
     predictor.predict_to_file([image], out)
+    if on_gpu:
+        torch.cuda.synchronize()
     seconds, used_cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
     stages["read_export_write_s"] = seconds - sum(stages.values())
     return {
@@ -144,6 +152,7 @@ def run_ours(model_dir: Path, image: Path, out_dir: Path, device: str, precision
         "cpu_seconds": used_cpu,
         "peak_rss_mb": peak_rss_mb(),
         "baseline_rss_mb": baseline,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
         "stages": stages,
         "segmentation": str(out),
     }
@@ -175,9 +184,12 @@ def bench_case(name: str, model_dir: Path, image: Path, root: Path, args: argpar
         str(args.threads),
         str(image),
         "--no-probabilities",
+        "--device",
+        args.device,
         timeout_s=REFERENCE_TIMEOUT_S,
     )
     labels = load_dataset_json(model_dir / CONFIGURATION / "dataset.json").foreground_labels
+    pairs = (("ours", ours), ("nnunet", theirs))
     result = {
         "shape": list(sitk.ReadImage(str(image)).GetSize())[::-1],
         "ours_s": round(ours["seconds"], 2),
@@ -190,6 +202,7 @@ def bench_case(name: str, model_dir: Path, image: Path, root: Path, args: argpar
         "nnunet_peak_rss_mb": round(theirs["peak_rss_mb"]),
         "ours_baseline_rss_mb": round(ours["baseline_rss_mb"]),
         "nnunet_baseline_rss_mb": round(theirs["baseline_rss_mb"]),
+        **{f"{who}_peak_gpu_mb": round(r["peak_gpu_mb"]) for who, r in pairs if r["peak_gpu_mb"] is not None},
         "ours_stages_s": {k: round(v, 2) for k, v in ours["stages"].items()},
         "dice": agreement(ours["segmentation"], theirs["segmentation"], list(labels)),
     }
@@ -210,7 +223,7 @@ def parse_arguments() -> argparse.Namespace:
         default=["ct", "large"],
         help="which cases (default both)",
     )
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="our device (nnU-Net: CPU)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="both tools' device")
     parser.add_argument(
         "--precision",
         default="auto",
@@ -246,12 +259,13 @@ def main() -> None:
     print(json.dumps(machine_card(args.device)), flush=True)
     results = {}
     if "ct" in args.cases:
-        model = make_model(root / "ct", 1, args.train_iterations)
+        model = make_model(root / "ct", 1, args.train_iterations, args.device)
         image = make_case(root / "cases", "ct", (40, 160, 160), 5)
         results["ct"] = bench_case("ct", model, image, root, args)
     if "large" in args.cases:
         divisor = args.large_width_divisor
-        model = make_model(root / f"large_width_{divisor}", divisor, args.train_iterations)
+        folder = root / ("ct" if divisor == 1 else f"large_width_{divisor}")  # width 1 is the CT model
+        model = make_model(folder, divisor, args.train_iterations, args.device)
         image = make_case(root / "cases", "large", tuple(args.large_shape), 6)
         results["large"] = {"width_divisor": divisor, **bench_case("large", model, image, root, args)}
     print(

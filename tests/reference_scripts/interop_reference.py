@@ -1,7 +1,8 @@
 """Reference: a real nnU-Net v2 results folder and export zip, and nnU-Net v2's predictor on model folders.
 
 Usage:
-  interop_reference.py train SCRATCH RAW_DIR PREPROCESSED_DIR MODEL_DIR ITERATIONS CONFIGURATION...
+  interop_reference.py train [--device cpu|cuda] SCRATCH RAW_DIR PREPROCESSED_DIR MODEL_DIR ITERATIONS
+                             CONFIGURATION...
   interop_reference.py predict JOB_JSON
 
 `train` lays out nnU-Net's folders under SCRATCH with PREPROCESSED_DIR's plans (written by `nnsvc plan`,
@@ -15,7 +16,8 @@ included), plans.json, dataset.json, fingerprint, progress.png and the fold's va
 `postprocessing.pkl` is pickled by nnU-Net's own code with its function and label values, as
 `determine_postprocessing` writes it (keep the largest component of all foreground labels), into
 `crossval_results_folds_0/`, and `export_pretrained_model` writes SCRATCH/model.zip of everything.
-nnUNet_compile is off and augmentation runs in the main process.
+nnUNet_compile is off and augmentation runs in the main process. Training runs on the CPU unless
+--device cuda.
 
 `predict` reads a JSON job {"models": [MODEL_FOLDER...], "images": [IMAGE...], "out": OUT_DIR,
 "folds": [0], "mirroring": true, "threads": 1, "device": "cpu", optional "postprocess":
@@ -56,7 +58,7 @@ def preprocess(root: Path, raw_dir: Path, preprocessed_dir: Path, configurations
         preprocessor.run(DATASET, configuration, "nnUNetPlans", 1)
 
 
-def train_fold_0(root: Path, configuration: str, start_weights: Path, iterations: int) -> Path:
+def train_fold_0(root: Path, configuration: str, start_weights: Path, iterations: int, device: str) -> Path:
     import torch
     from nnunetv2.training.nnUNetTrainer.variants.training_length.nnUNetTrainer_Xepochs import (
         nnUNetTrainer_1epoch,
@@ -66,7 +68,7 @@ def train_fold_0(root: Path, configuration: str, start_weights: Path, iterations
     plans = json.loads((base / "nnUNetPlans.json").read_text())
     plans["continue_training"] = False  # nnunetv2.run.run_training sets this before building the trainer
     dataset_json = json.loads((base / "dataset.json").read_text())
-    trainer = nnUNetTrainer_1epoch(plans, configuration, 0, dataset_json, torch.device("cpu"))
+    trainer = nnUNetTrainer_1epoch(plans, configuration, 0, dataset_json, torch.device(device))
     trainer.num_iterations_per_epoch = iterations
     trainer.num_val_iterations_per_epoch = 1
     trainer.initialize()
@@ -102,6 +104,7 @@ def train(
     model_dir: Path,
     iterations: int,
     configurations: list[str],
+    device: str,
 ) -> dict:
     point_to(root)
     os.environ.update({"nnUNet_compile": "f", "nnUNet_def_n_proc": "1", "nnUNet_n_proc_DA": "0"})
@@ -112,7 +115,7 @@ def train(
     for configuration in configurations:
         mark = time.perf_counter()
         start_weights = model_dir / configuration / "fold_0" / "checkpoint_final.pth"
-        folders.append(train_fold_0(root, configuration, start_weights, iterations))
+        folders.append(train_fold_0(root, configuration, start_weights, iterations, device))
         save_postprocessing(folders[-1])
         timings[f"{configuration}_seconds"] = time.perf_counter() - mark
     from nnunetv2.model_sharing.model_export import export_pretrained_model
@@ -184,8 +187,11 @@ def postprocess(pkl: str, segmentation: str, out: str) -> dict:
 def main() -> None:
     command, args = sys.argv[1], sys.argv[2:]
     if command == "train":
+        device = "cpu"
+        if args[0] == "--device":
+            device, args = args[1], args[2:]
         root, raw_dir, preprocessed_dir, model_dir = (Path(a).resolve() for a in args[:4])
-        result = train(root, raw_dir, preprocessed_dir, model_dir, int(args[4]), args[5:])
+        result = train(root, raw_dir, preprocessed_dir, model_dir, int(args[4]), args[5:], device)
     elif command == "predict":
         result = predict(json.loads(Path(args[0]).read_text()))
     else:
