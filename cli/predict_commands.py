@@ -58,6 +58,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--save-probabilities", action="store_true", help="also write CASE.npz with the class probabilities"
     )
+    predict.add_argument(
+        "--previous-stage",
+        type=Path,
+        metavar="FOLDER",
+        help="a cascade's previous-stage segmentations (CASE<ending>, e.g. from `-c 3d_lowres`); "
+        "default: the cascade predicts them itself",
+    )
     predict.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     predict.set_defaults(handler=run_predict)
 
@@ -90,12 +97,22 @@ def run_predict(arguments: argparse.Namespace) -> int:
         raise InputError(f"--step-size must be in (0, 1], got {options.step_size}")
     progress = ProgressBars(enabled=not arguments.no_progress)
     inputs: list[Path] = arguments.inputs
+    previous: Path | None = arguments.previous_stage
     if len(inputs) == 1 and inputs[0].is_dir():
-        written = predict_with_model(arguments.model_dir, inputs[0], arguments.out, options, progress)
+        written = predict_with_model(
+            arguments.model_dir, inputs[0], arguments.out, options, progress, previous_stage_dir=previous
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="nnsvc-case-") as staging:
             stage_single_case(inputs, Path(staging))
-            written = predict_with_model(arguments.model_dir, Path(staging), arguments.out, options, progress)
+            written = predict_with_model(
+                arguments.model_dir,
+                Path(staging),
+                arguments.out,
+                options,
+                progress,
+                previous_stage_dir=previous,
+            )
     progress.close()
     print(f"{len(written)} segmentation(s) written to {arguments.out}")
     return 0

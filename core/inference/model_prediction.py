@@ -5,7 +5,8 @@ whose probabilities are averaged, then the chosen postprocessing. With an explic
 postprocessing is applied only when the selection chose that configuration alone, because
 postprocessing is decided for the winner's cross-validation predictions and may not suit another.
 A cascade (3d_cascade_fullres) runs its previous stage (3d_lowres, same folds) from the same model
-folder first, wherever it is chosen (see `Predictor`).
+folder first, wherever it is chosen (see `Predictor`), unless the previous stage's segmentations are
+given (`previous_stage_dir`: made elsewhere, e.g. by an earlier call).
 """
 
 from __future__ import annotations
@@ -89,11 +90,13 @@ def predict_with_model(
     options: PredictionOptions,
     progress: ProgressCallback = no_progress,
     load_predictor: PredictorLoader = predictor_for,
+    previous_stage_dir: Path | None = None,
 ) -> list[Path]:
     """Predict every case of `in_dir` into `out_dir` and record the options used there.
 
     `load_predictor` lets a long-lived caller (the service's worker) reuse loaded predictors; it
-    must hand back a predictor without postprocessing, which is set here when the selection asks."""
+    must hand back a predictor without postprocessing, which is set here when the selection asks.
+    `previous_stage_dir` feeds the cascade among the configurations (refused when there is none)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     selection = read_selection(model_dir)
     if options.configuration is None and selection is None:
@@ -111,12 +114,17 @@ def predict_with_model(
         if steps:
             predictor.postprocess = partial(apply_postprocessing, steps=steps)
         written = predictor.predict_folder(
-            in_dir, out_dir, options.save_probabilities, progress=progress, file_ending=options.file_ending
+            in_dir,
+            out_dir,
+            options.save_probabilities,
+            previous_stage_dir,
+            progress=progress,
+            file_ending=options.file_ending,
         )
         spec_source = model_dir / configurations[0]
     else:
         written = predict_ensemble(
-            model_dir, configurations, in_dir, out_dir, options, progress, load_predictor
+            model_dir, configurations, in_dir, out_dir, options, progress, load_predictor, previous_stage_dir
         )
         spec_source = model_dir / configurations[0]
         if steps:
@@ -137,18 +145,31 @@ def predict_ensemble(
     options: PredictionOptions,
     progress: ProgressCallback,
     load_predictor: PredictorLoader = predictor_for,
+    previous_stage_dir: Path | None = None,
 ) -> list[Path]:
-    """Each configuration predicts probabilities into a scratch folder; their average is the result."""
+    """Each configuration predicts probabilities into a scratch folder; their average is the result.
+    `previous_stage_dir` goes to the cascade among them."""
     spec = load_dataset_json(Path(model_dir) / configurations[0] / "dataset.json")
     if options.file_ending:
         spec = replace(spec, file_ending=options.file_ending)
+    predictors = [load_predictor(model_dir, configuration, options) for configuration in configurations]
+    if previous_stage_dir is not None and not any(p.is_cascade for p in predictors):
+        raise ModelPredictionError(
+            f"previous-stage segmentations were given ({previous_stage_dir}), but none of "
+            f"{', '.join(configurations)} has a previous stage"
+        )
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".ensemble-") as scratch:
         members = []
-        for configuration in configurations:
+        for configuration, predictor in zip(configurations, predictors, strict=True):
             member_dir = Path(scratch) / configuration
-            load_predictor(model_dir, configuration, options).predict_folder(
-                in_dir, member_dir, save_probabilities=True, progress=progress, file_ending=spec.file_ending
+            predictor.predict_folder(
+                in_dir,
+                member_dir,
+                save_probabilities=True,
+                previous_stage_dir=previous_stage_dir if predictor.is_cascade else None,
+                progress=progress,
+                file_ending=spec.file_ending,
             )
             members.append(member_dir)
         return ensemble_folders(

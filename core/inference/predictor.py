@@ -225,6 +225,11 @@ class Predictor:
             name = self.configuration_name
             need = "needs a" if self.is_cascade else "has no previous stage; pass no"
             raise PredictorError(f"configuration {name} {need} previous-stage segmentation")
+        if previous_stage is not None and previous_stage.shape != data.shape[1:]:
+            raise PredictorError(
+                f"the previous-stage segmentation has shape {previous_stage.shape}, "
+                f"the image {data.shape[1:]}: it must be the same case's"
+            )
         seg = None if previous_stage is None else previous_stage[None]
         name = self.configuration_name
         work, seg_out, properties = preprocess_case_arrays(data, seg, geometry, self.plans, name)
@@ -282,6 +287,21 @@ class Predictor:
         write_segmentation(prediction.segmentation, prediction.geometry, out_path)
         return out_path
 
+    def _previous_stage_problems(self, folder: Path, cases: list[str], ending: str) -> list[str]:
+        """What keeps `folder` from giving each case its previous-stage segmentation (CASE<ending>)."""
+        if not self.is_cascade:
+            return [
+                f"previous-stage segmentations were given ({folder}), but configuration "
+                f"{self.configuration_name} has no previous stage"
+            ]
+        if not folder.is_dir():
+            return [f"{folder}: the previous-stage folder does not exist"]
+        return [
+            f"{case}: no previous-stage segmentation {folder / (case + ending)}"
+            for case in cases
+            if not (folder / f"{case}{ending}").is_file()
+        ]
+
     def predict_folder(
         self,
         in_dir: Path,
@@ -292,7 +312,9 @@ class Predictor:
         file_ending: str | None = None,
     ) -> list[Path]:
         """Predict every `CASE_XXXX<ending>` group of `in_dir` into `out_dir/CASE<ending>`; the ending
-        is dataset.json's unless `file_ending` names the inputs' (e.g. .nrrd cases for a .nii.gz model)."""
+        is dataset.json's unless `file_ending` names the inputs' (e.g. .nrrd cases for a .nii.gz model).
+        A cascade takes each case's previous stage from `previous_stage_dir/CASE<ending>` when given
+        (segmentations made elsewhere), else predicts it with its previous-stage predictor."""
         ending = file_ending or self.spec.file_ending
         grouped, _ = group_channel_files(Path(in_dir), ending)
         problems = [
@@ -302,6 +324,8 @@ class Predictor:
         ]
         if not grouped:
             problems.append(f"{in_dir}: no CASE_XXXX{ending} files")
+        if previous_stage_dir is not None:
+            problems += self._previous_stage_problems(Path(previous_stage_dir), sorted(grouped), ending)
         if problems:
             raise PredictorError(problems)
         written = []

@@ -7,7 +7,8 @@ combination of the allowed axes. A 2D configuration predicts a volume slice by s
 windows on every slice. Several windows go through the network per call (`windows_per_batch`). How the
 network itself runs (precision, memory layout) is `core.inference.network_runtime`'s business.
 
-The accumulators live on the device, with a retry on the host when the device runs out of memory.
+The accumulators live on the device, with a retry on the host when the device runs out of memory;
+the input volume stays on the host and travels a batch of windows at a time.
 They are float32 by default. nnU-Net v2 keeps them (and the Gaussian) in float16, which halves their
 memory but loses the logits where the weights are tiny: at a window's corners the float16 Gaussian
 underflows to ~6e-8, products with it are float16 subnormals with a resolution of ~6e-8, so a voxel
@@ -197,7 +198,9 @@ def _accumulate(
     device: torch.device,
     results_device: torch.device,
 ) -> torch.Tensor:
-    data = data.to(results_device)
+    # The volume stays on the host: each batch of windows travels to the device alone, so that a GPU
+    # holds the network and the accumulators but not the whole input besides them (nnU-Net v2 holds
+    # all three: 4 bytes per voxel and channel more, 300 MB on a 300 x 512 x 512 case).
     spatial = tuple(data.shape[1:])
     dtype = settings.accumulator_dtype
     per_voxel_weights = dtype == NNUNET_ACCUMULATOR_DTYPE

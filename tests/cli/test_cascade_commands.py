@@ -17,7 +17,7 @@ import pytest
 
 from cli.main import main
 from core.inference.predictor import Predictor
-from core.io import read_image, read_segmentation
+from core.io import read_image, read_segmentation, write_segmentation
 from core.plans import load_plans
 from core.preprocessed import list_cases, load_case
 from core.synthetic import PRESETS, generate_dataset
@@ -31,6 +31,7 @@ SPLITS = [
 ]
 FOREGROUND_LABELS = (1, 2)
 SCHEDULE = ("--epochs", "1", "--iterations-per-epoch", "2", "--validation-iterations", "1")
+FAST = ("--no-tta", "--device", "cpu")
 
 
 def nnsvc(*arguments: str | Path) -> int:
@@ -100,14 +101,68 @@ def test_lowres_folds_feed_the_cascade_which_trains_selects_and_predicts(
 
     assert nnsvc("find-best", model, "-c", "3d_cascade_fullres", "--no-ensembling", "--folds", 0, 1) == 0
     image = raw / "imagesTr" / "case_001_0000.nii.gz"
-    assert (
-        nnsvc("predict", model, "-i", image, "-o", tmp_path / "out", "--best", "--no-tta", "--device", "cpu")
-        == 0
-    )
+    assert nnsvc("predict", model, "-i", image, "-o", tmp_path / "out", "--best", *FAST) == 0
     written, geometry = read_segmentation(tmp_path / "out" / "case_001.nii.gz")
     data, expected = read_image([image])
     assert written.shape == data.shape[1:]
     assert geometry == expected
+
+    # Previous-stage segmentations made by an earlier call give the same result as the cascade's own.
+    lowres_out, cascade_out = tmp_path / "lowres", tmp_path / "given"
+    assert nnsvc("predict", model, "-i", image, "-o", lowres_out, "-c", "3d_lowres", *FAST) == 0
+    assert nnsvc("predict", model, "-i", image, "-o", cascade_out, "--previous-stage", lowres_out, *FAST) == 0
+    given_written, _ = read_segmentation(cascade_out / "case_001.nii.gz")
+    np.testing.assert_array_equal(given_written, written)
+
+    # Refusals name the problem: no previous stage in this configuration; a case without its file.
+    capsys.readouterr()
+    assert (
+        nnsvc(
+            "predict",
+            model,
+            "-i",
+            image,
+            "-o",
+            tmp_path / "x",
+            "-c",
+            "3d_lowres",
+            "--previous-stage",
+            lowres_out,
+            *FAST,
+        )
+        == 1
+    )
+    assert "configuration 3d_lowres has no previous stage" in capsys.readouterr().err
+    assert (
+        nnsvc(
+            "predict",
+            model,
+            "-i",
+            image,
+            "-o",
+            tmp_path / "y",
+            "--previous-stage",
+            tmp_path / "out" / "nothing",
+            *FAST,
+        )
+        == 1
+    )
+    assert "previous-stage folder does not exist" in capsys.readouterr().err
+    other = raw / "imagesTr" / "case_002_0000.nii.gz"
+    assert (
+        nnsvc("predict", model, "-i", other, "-o", tmp_path / "z", "--previous-stage", lowres_out, *FAST) == 1
+    )
+    assert (
+        f"case_002: no previous-stage segmentation {lowres_out / 'case_002.nii.gz'}"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "z" / "case_002.nii.gz").exists()
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    given_lowres, lowres_geometry = read_segmentation(lowres_out / "case_001.nii.gz")
+    write_segmentation(given_lowres[:-1], lowres_geometry, wrong / "case_001.nii.gz")
+    assert nnsvc("predict", model, "-i", image, "-o", tmp_path / "w", "--previous-stage", wrong, *FAST) == 1
+    assert "the previous-stage segmentation has shape" in capsys.readouterr().err
 
     # The cascade's predictor segments with 3d_lowres first and feeds that segmentation in.
     predictor = Predictor.from_model_dir(
