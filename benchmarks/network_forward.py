@@ -7,10 +7,11 @@ relative error ‖logits − reference‖ / ‖reference‖ against float32 in t
 TF32 off). Then the whole sliding window with mirroring over a (1, --volume) volume for the variant
 that prediction runs now and the fastest one: seconds and peak device memory.
 
-Variants: the device's autocast type (float16 on CUDA, bfloat16 on CPUs with native bfloat16, else
-float32) in the standard layout and channels-last with torch's instance norm (`torch`), group norm per
-channel (`groups`) or `ChannelsLastInstanceNorm` (`ours`); on CUDA each with cudnn.benchmark off and
-on; the fastest with --batches windows per pass. Why: the sliding window spends nearly all its time
+Variants: float32 in the standard layout (nnU-Net v2's operations) and channels-last with
+`ChannelsLastInstanceNorm` (`ours`); the device's autocast type (float16 on CUDA, bfloat16 on CPUs with
+native bfloat16) in the standard layout and channels-last with torch's instance norm (`torch`), group
+norm per channel (`groups`) or ours; on CUDA each with cudnn.benchmark off and on; the fastest with
+--batches windows per pass. Why: the sliding window spends nearly all its time
 in these passes, and these are the choices `core.inference.network_runtime` makes.
 
 Usage: python -m benchmarks.network_forward [--device cpu|cuda] [--batches 1 2 4] [--repeats N]
@@ -167,10 +168,13 @@ def sliding_window_run(
 
 
 def variants(device: torch.device) -> list[Variant]:
+    """float32 as nnU-Net v2 runs it and channels-last with our norm, then every layout and norm in
+    the device's autocast type (none on CPUs without bfloat16), each with and without autotuning."""
     autocast = autocast_dtype(device, "auto")
     tunings = (False, True) if device.type == "cuda" else (False,)
-    layouts = [(False, "torch")] + [(True, norm) for norm in NORMS]
-    return [Variant(autocast, cl, norm, tuned) for cl, norm in layouts for tuned in tunings]
+    plain = [(None, False, "torch"), (None, True, "ours")]
+    mixed = [(autocast, False, "torch")] + [(autocast, True, norm) for norm in NORMS] if autocast else []
+    return [Variant(dtype, cl, norm, tuned) for dtype, cl, norm in plain + mixed for tuned in tunings]
 
 
 def current_variant(device: torch.device) -> Variant:
