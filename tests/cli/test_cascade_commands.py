@@ -114,55 +114,28 @@ def test_lowres_folds_feed_the_cascade_which_trains_selects_and_predicts(
     given_written, _ = read_segmentation(cascade_out / "case_001.nii.gz")
     np.testing.assert_array_equal(given_written, written)
 
-    # Refusals name the problem: no previous stage in this configuration; a case without its file.
-    capsys.readouterr()
-    assert (
-        nnsvc(
-            "predict",
-            model,
-            "-i",
-            image,
-            "-o",
-            tmp_path / "x",
-            "-c",
-            "3d_lowres",
-            "--previous-stage",
-            lowres_out,
-            *FAST,
+    # Refusals name the problem (a configuration without previous stage, a missing folder or case, a
+    # segmentation of another shape) and write nothing.
+    def refusal(case_image: Path, previous: Path, *extra: str) -> str:
+        capsys.readouterr()
+        out = tmp_path / f"refused_{previous.name}{len(extra)}"
+        assert (
+            nnsvc("predict", model, "-i", case_image, "-o", out, "--previous-stage", previous, *extra, *FAST)
+            == 1
         )
-        == 1
-    )
-    assert "configuration 3d_lowres has no previous stage" in capsys.readouterr().err
-    assert (
-        nnsvc(
-            "predict",
-            model,
-            "-i",
-            image,
-            "-o",
-            tmp_path / "y",
-            "--previous-stage",
-            tmp_path / "out" / "nothing",
-            *FAST,
-        )
-        == 1
-    )
-    assert "previous-stage folder does not exist" in capsys.readouterr().err
+        assert not any(out.glob("*.nii.gz"))
+        return capsys.readouterr().err
+
+    assert "configuration 3d_lowres has no previous stage" in refusal(image, lowres_out, "-c", "3d_lowres")
+    assert "previous-stage folder does not exist" in refusal(image, tmp_path / "nothing")
+    missing = lowres_out / "case_002.nii.gz"
     other = raw / "imagesTr" / "case_002_0000.nii.gz"
-    assert (
-        nnsvc("predict", model, "-i", other, "-o", tmp_path / "z", "--previous-stage", lowres_out, *FAST) == 1
-    )
-    assert (
-        f"case_002: no previous-stage segmentation {lowres_out / 'case_002.nii.gz'}"
-        in capsys.readouterr().err
-    )
-    assert not (tmp_path / "z" / "case_002.nii.gz").exists()
+    assert f"case_002: no previous-stage segmentation {missing}" in refusal(other, lowres_out)
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     given_lowres, lowres_geometry = read_segmentation(lowres_out / "case_001.nii.gz")
     write_segmentation(given_lowres[:-1], lowres_geometry, wrong / "case_001.nii.gz")
-    assert nnsvc("predict", model, "-i", image, "-o", tmp_path / "w", "--previous-stage", wrong, *FAST) == 1
-    assert "the previous-stage segmentation has shape" in capsys.readouterr().err
+    assert "the previous-stage segmentation has shape" in refusal(image, wrong)
 
     # The cascade's predictor segments with 3d_lowres first and feeds that segmentation in.
     predictor = Predictor.from_model_dir(
