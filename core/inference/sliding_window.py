@@ -25,16 +25,16 @@ nnU-Net's per-voxel sum, whose floored corners are not a product.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter1d
 
 from core.errors import ProblemsError
 
@@ -70,7 +70,7 @@ class SlidingWindowSettings:
     accumulator_dtype: torch.dtype = torch.float32
 
 
-@lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def window_starts(
     image_size: tuple[int, ...], tile_size: tuple[int, ...], step_size: float
 ) -> tuple[tuple[int, ...], ...]:
@@ -88,7 +88,7 @@ def window_starts(
     return tuple(starts)
 
 
-@lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=8)
 def gaussian_importance_map(
     tile_size: tuple[int, ...],
     sigma_scale: float = GAUSSIAN_SIGMA_SCALE,
@@ -97,14 +97,23 @@ def gaussian_importance_map(
 ) -> torch.Tensor:
     """A blurred unit impulse at `size // 2` per axis, peak `value_scaling`, cast to `dtype`, with
     exact zeros (underflow, e.g. in float16) raised to the smallest non-zero value so that no voxel gets
-    weight 0. Cached and shared: treat it as read-only."""
-    impulse = np.zeros(tile_size)
-    impulse[tuple(size // 2 for size in tile_size)] = 1
-    blurred = gaussian_filter(impulse, [size * sigma_scale for size in tile_size], 0, mode="constant", cval=0)
+    weight 0. Cached and shared: treat it as read-only.
+
+    nnU-Net v2 blurs the whole impulse volume (scipy's gaussian_filter; 0.16 to 0.3 s for a
+    48 x 160 x 192 patch). An impulse is separable and each axis's pass multiplies by one kernel
+    weight, so the outer product of the 1D blurred impulses, taken in the same axis order, gives the
+    same float64 values bit for bit, in milliseconds."""
+    profiles = []
+    for size in tile_size:
+        impulse = np.zeros(size)
+        impulse[size // 2] = 1
+        profiles.append(gaussian_filter1d(impulse, size * sigma_scale, mode="constant", cval=0))
+    blurred = functools.reduce(np.multiply.outer, profiles)
     blurred *= value_scaling / blurred.max()
     weights = torch.from_numpy(blurred).to(dtype)
     is_zero = weights == 0
-    weights[is_zero] = weights[~is_zero].min()
+    if bool(is_zero.any()):
+        weights.masked_fill_(is_zero, weights.masked_fill(is_zero, float("inf")).min())
     return weights
 
 

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 
 from core.inference.sliding_window import (
     SlidingWindowError,
@@ -76,6 +77,17 @@ def test_gaussian_peak_symmetry_profile_and_floor() -> None:
     assert (unfloored > floor).sum() > 0 and floor <= torch.finfo(torch.float16).tiny
     float32 = gaussian_importance_map(tile, dtype=torch.float32)
     assert float32.min() > 0 and float32[32, 48, 48] == 10
+
+
+@pytest.mark.parametrize("tile", [(48, 160, 192), (20, 24, 24), (7, 33, 64), (256, 224), (5,)])
+def test_gaussian_equals_the_blurred_impulse_volume_bit_for_bit(tile: tuple[int, ...]) -> None:
+    """The separable construction gives nnU-Net's blurred impulse volume exactly (before the cast)."""
+    impulse = np.zeros(tile)
+    impulse[tuple(size // 2 for size in tile)] = 1
+    blurred = gaussian_filter(impulse, [size / 8 for size in tile], 0, mode="constant", cval=0)
+    blurred *= 10 / blurred.max()
+    ours = gaussian_importance_map(tile, dtype=torch.float64)
+    assert torch.equal(ours, torch.from_numpy(blurred))
 
 
 def test_padding_is_centred_and_undone() -> None:
