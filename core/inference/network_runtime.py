@@ -20,7 +20,9 @@ network's instance norms are replaced, keeping their parameters:
   on it: nnU-Net's float16 accumulator turns any difference in the last bits into a rounding step of
   up to 1e-3 in probability).
 
-On CUDA the network runs as nnU-Net v2 runs it (float16 autocast, standard layout). Whatever the
+On CUDA the network runs as nnU-Net v2 runs it (float16 autocast, standard layout, cuDNN's
+autotuning on: it searches each convolution's fastest algorithm once per shape, and all windows share
+one; `benchmarks.network_forward --device cuda` times it off and on). Whatever the
 precision inside, the logits come back as float32 in the standard layout, so that mirrored predictions
 are summed and weighted without rounding to 8 or 11 bits on every addition.
 """
@@ -109,6 +111,8 @@ class NetworkRunner:
         self.device = device
         self.autocast = autocast_dtype(device, precision)
         self.memory_format = torch.contiguous_format
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as nnU-Net v2: every window has the same shape
         network.to(device).eval()
         norm = channels_last_norm(device, self.autocast, precision)
         conv_dims = {m.weight.ndim for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)}

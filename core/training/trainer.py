@@ -232,6 +232,9 @@ class Trainer:
             nesterov=TRAINING_SGD_NESTEROV,
         )
         self.is_cuda = parts.device.type == "cuda"
+        if self.is_cuda:
+            # nnU-Net v2's setting: every batch has the patch's shape, so cuDNN's search per shape pays
+            torch.backends.cudnn.benchmark = True
         self.autocast_dtype = training_autocast_dtype(parts.device, options.precision)
         # Only float16 needs loss scaling: bfloat16 has float32's exponent range.
         self.scaler = torch.amp.GradScaler(
