@@ -112,11 +112,24 @@ def _nearest_indices(matrix: np.ndarray) -> np.ndarray:
     return np.argmax(matrix, axis=1)
 
 
+def flush_subnormals(weights: np.ndarray) -> np.ndarray:
+    """Zero, in place, the weights too small for a normal number of their type, and return them.
+
+    A spline's weights decay geometrically away from the diagonal, so a wide axis's matrix holds
+    subnormal ones (10,666 of 248,320 for 512 → 485 in float32). x86 computes with subnormals many
+    times slower: a 300 x 512 x 512 float32 volume took 3.3 s per axis instead of 0.3 s. A product
+    with such a weight is below the rounding of any sum of normal numbers, so the results stay put.
+    """
+    if np.issubdtype(weights.dtype, np.floating):
+        weights[np.abs(weights) < np.finfo(weights.dtype).tiny] = 0
+    return weights
+
+
 def _apply_along_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
     """Multiply `array` by `matrix` along `axis`, as one (batched) contiguous matrix product."""
     before = int(np.prod(array.shape[:axis], dtype=np.int64))
     after = int(np.prod(array.shape[axis + 1 :], dtype=np.int64))
-    weights = matrix.astype(array.dtype, copy=False)
+    weights = flush_subnormals(matrix.astype(array.dtype))
     if after == 1:
         result = array.reshape(before, array.shape[axis]) @ weights.T
     else:

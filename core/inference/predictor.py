@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from core.dataset import DatasetSpec, group_channel_files, load_dataset_json
 from core.errors import ProblemsError
@@ -250,12 +251,15 @@ class Predictor:
             raise PredictorError(f"expected {self.spec.num_channels} channels, got {data.shape[0]}")
         if self.is_cascade and previous_stage is None and self.previous_stage_predictor is not None:
             previous_stage = self.previous_stage_predictor.predict_arrays(data, geometry).segmentation
-        work, properties = self.preprocess(data, geometry, previous_stage)
-        logits = self.predict_logits(work)
-        del work
-        segmentation, probabilities = export_logits(
-            logits, properties, self.plans, self.configuration_name, self.layout, return_probabilities
-        )
+        # Resampling is BLAS matrix products (core.resampling): give them torch's thread budget, also
+        # where OMP_NUM_THREADS=1 keeps BLAS on one thread for the sake of worker processes.
+        with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+            work, properties = self.preprocess(data, geometry, previous_stage)
+            logits = self.predict_logits(work)
+            del work
+            segmentation, probabilities = export_logits(
+                logits, properties, self.plans, self.configuration_name, self.layout, return_probabilities
+            )
         if self.postprocess is not None:
             segmentation = self.postprocess(segmentation)
         return Prediction(segmentation, geometry, properties, probabilities)
