@@ -40,6 +40,7 @@ from core.inference.network_runtime import (
     CHANNELS_LAST,
     ChannelsLastInstanceNorm,
     InstanceNormByGroups,
+    channels_last_norm,
     replace_instance_norms,
 )
 from core.inference.sliding_window import SlidingWindowSettings, sliding_window_logits
@@ -178,11 +179,11 @@ def variants(device: torch.device) -> list[Variant]:
 
 
 def current_variant(device: torch.device) -> Variant:
-    """How NetworkRunner runs "auto" on `device` today (network_runtime.channels_last_norm)."""
+    """How NetworkRunner runs "auto" on `device`: its norm choice, and cuDNN's autotuning on CUDA."""
     autocast = autocast_dtype(device, "auto")
-    if device.type != "cpu":
-        return Variant(autocast)
-    return Variant(autocast, True, "groups" if autocast == torch.bfloat16 else "ours")
+    norm = channels_last_norm(device, autocast, "auto")
+    name = next(key for key, replacement in NORMS.items() if replacement is norm)
+    return Variant(autocast, norm is not None, name, cudnn_benchmark=device.type == "cuda")
 
 
 def main() -> None:
