@@ -24,6 +24,7 @@ from core.errors import ProblemsError
 from core.files import write_json_atomically
 from core.inference.predictor import Predictor
 from core.parallel import ProgressCallback, no_progress
+from core.plans import load_plans
 from core.postprocessing import apply_postprocessing, apply_postprocessing_to_folder, load_postprocessing
 from core.selection import SELECTION_FILE, Selection, load_selection
 
@@ -152,22 +153,29 @@ def predict_ensemble(
     spec = load_dataset_json(Path(model_dir) / configurations[0] / "dataset.json")
     if options.file_ending:
         spec = replace(spec, file_ending=options.file_ending)
-    predictors = [load_predictor(model_dir, configuration, options) for configuration in configurations]
-    if previous_stage_dir is not None and not any(p.is_cascade for p in predictors):
-        raise ModelPredictionError(
-            f"previous-stage segmentations were given ({previous_stage_dir}), but none of "
-            f"{', '.join(configurations)} has a previous stage"
-        )
+    cascades: set[str] = set()
+    if previous_stage_dir is not None:
+        # read from the plans, so that the members' weights are still loaded one at a time
+        cascades = {
+            c
+            for c in configurations
+            if load_plans(Path(model_dir) / c / "plans.json").configuration(c).previous_stage
+        }
+        if not cascades:
+            raise ModelPredictionError(
+                f"previous-stage segmentations were given ({previous_stage_dir}), but none of "
+                f"{', '.join(configurations)} has a previous stage"
+            )
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".ensemble-") as scratch:
         members = []
-        for configuration, predictor in zip(configurations, predictors, strict=True):
+        for configuration in configurations:
             member_dir = Path(scratch) / configuration
-            predictor.predict_folder(
+            load_predictor(model_dir, configuration, options).predict_folder(
                 in_dir,
                 member_dir,
                 save_probabilities=True,
-                previous_stage_dir=previous_stage_dir if predictor.is_cascade else None,
+                previous_stage_dir=previous_stage_dir if configuration in cascades else None,
                 progress=progress,
                 file_ending=spec.file_ending,
             )
