@@ -179,11 +179,11 @@ def variants(device: torch.device) -> list[Variant]:
 
 
 def current_variant(device: torch.device) -> Variant:
-    """How NetworkRunner runs "auto" on `device`: its norm choice, and cuDNN's autotuning on CUDA."""
+    """How NetworkRunner runs "auto" on `device`: its norm choice, without cuDNN's autotuning."""
     autocast = autocast_dtype(device, "auto")
     norm = channels_last_norm(device, autocast, "auto")
     name = next(key for key, replacement in NORMS.items() if replacement is norm)
-    return Variant(autocast, norm is not None, name, cudnn_benchmark=device.type == "cuda")
+    return Variant(autocast, norm is not None, name)
 
 
 def main() -> None:

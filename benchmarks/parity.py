@@ -11,7 +11,10 @@ loading; the resident memory at that moment is printed too) and peak GPU memory,
 between the segmentations and the largest absolute probability difference. Ours runs in fp32 with
 nnU-Net's float16 accumulator (the parity setting: nnU-Net's own operations) and in our default
 precision ("auto": bfloat16 or channels-last float32 on the CPU, float16 on CUDA). Last, a cProfile of
-one of our predictions (default precision): where our time goes.
+one of our predictions (default precision): where our time goes. With --repeat-reference, nnU-Net v2
+predicts the cases a second time in a fresh process, and the largest probability difference between its
+two runs is printed: the agreement that nnU-Net v2 keeps with itself (on CUDA its cuDNN autotuning picks
+kernels afresh in each process, and float16 rounds differently with each kernel).
 
 Data: `core.synthetic`'s CT preset, 5 training cases, and --cases new cases of 40 × 160 × 160 voxels
 (benchmarks.predict's model and cases). Why: a service that serves nnU-Net v2 models must give their
@@ -20,7 +23,8 @@ memory no higher). CUDA runs too when both environments see a GPU (--device cuda
 models then train on the GPU.
 
 Usage, from the repository root (reference env in $NNSVC_PARITY_PYTHON or its default place):
-  python -m benchmarks.parity [--cases N] [--threads N] [--device auto|cpu|cuda] [--keep DIR]
+  python -m benchmarks.parity [--cases N] [--threads N] [--device auto|cpu|cuda] [--repeat-reference]
+                              [--keep DIR]
 The last stdout line is one JSON object.
 """
 
@@ -36,19 +40,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.machine import machine_card
-from benchmarks.predict import CONFIGURATION, agreement, make_case, make_model, timed
+from benchmarks.predict import CONFIGURATION, agreement, make_case, make_model, time_predictions
 from core.dataset import load_dataset_json
 from core.inference import Predictor
 from core.interop import import_nnunet_model
 from tests.reference import run_reference
-from tests.reference_scripts.process_stats import cpu_seconds, peak_rss_mb, reset_peak_rss
 
 NNUNET_ITERATIONS = 2
 PROFILE_LINES = 12
@@ -84,40 +86,15 @@ def nnunet_model(root: Path, iterations: int, device: str) -> tuple[Path, Path]:
 
 
 def run_ours(model_dir: Path, images: list[Path], out: Path, device: str, precision: str) -> dict:
-    """Worker body (a fresh process): each case through `predict_to_file` with probabilities, timed.
-    fp32 uses nnU-Net's float16 accumulator (the parity setting); other precisions our default."""
+    """Worker body (a fresh process): each case through our Predictor with probabilities, timed by
+    `time_predictions`. fp32 uses nnU-Net's float16 accumulator (the parity setting)."""
     accumulator = torch.float16 if precision == "fp32" else torch.float32
     predictor = Predictor.from_model_dir(
         model_dir, CONFIGURATION, device=device, precision=precision, accumulator_dtype=accumulator
     )
-    stages: dict[str, float] = {}
-    predictor.preprocess = timed(stages, "preprocess_s", predictor.preprocess)
-    predictor.predict_logits = timed(stages, "sliding_window_s", predictor.predict_logits)
-    out.mkdir(parents=True, exist_ok=True)
-    baseline = reset_peak_rss()
-    if predictor.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    seconds, cpu, segmentations = [], [], []
-    for image in images:
-        start, start_cpu = time.perf_counter(), cpu_seconds()
-        segmentations.append(
-            str(predictor.predict_to_file([image], out / image.name.replace("_0000", ""), True))
-        )
-        if predictor.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-        cpu.append(cpu_seconds() - start_cpu)
-    stages["read_export_write_s"] = sum(seconds) - sum(stages.values())
-    return {
-        "seconds": seconds,
-        "cpu_seconds": cpu,
-        "peak_rss_mb": peak_rss_mb(),
-        "baseline_rss_mb": baseline,
-        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if predictor.device.type == "cuda" else None,
-        "stages_s": stages,
-        "segmentations": segmentations,
-        "probabilities": [s.replace(".nii.gz", ".npz") for s in segmentations],
-    }
+    cases = [(image, out / image.name.replace("_0000", "")) for image in images]
+    result = time_predictions(predictor, cases, probabilities=True)
+    return {**result, "probabilities": [s.replace(".nii.gz", ".npz") for s in result["segmentations"]]}
 
 
 def profile_ours(model_dir: Path, image: Path, device: str) -> list[str]:
@@ -152,12 +129,15 @@ def spawn_ours(
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def probability_difference(first: str, second: str) -> np.ndarray:
+    """Largest absolute difference over the classes at each voxel between two saved probability files."""
+    return np.abs(np.load(first)["probabilities"] - np.load(second)["probabilities"]).max(0)
+
+
 def compare(ours: dict, theirs: dict, labels: list[int]) -> list[dict]:
     rows = []
     for index in range(len(ours["seconds"])):
-        p = np.load(ours["probabilities"][index])["probabilities"]
-        q = np.load(theirs["probabilities"][index])["probabilities"]
-        difference = np.abs(p - q).max(0)
+        difference = probability_difference(ours["probabilities"][index], theirs["probabilities"][index])
         rows.append(
             {
                 "ours_s": round(ours["seconds"][index], 2),
@@ -181,22 +161,48 @@ def memory(ours: dict, theirs: dict) -> dict:
     return {f"{who}_{k}": None if r[k] is None else round(r[k]) for who, r in pairs for k in keys}
 
 
-def bench_device(
-    device: str, nnunet_folder: Path, imported: Path, images: list[Path], root: Path, threads: int
-) -> dict:
+def run_nnunet(device: str, nnunet_folder: Path, images: list[Path], out: Path, threads: int) -> dict:
+    """nnU-Net v2's predictor on `images` in a fresh reference process, probabilities saved under `out`."""
     job = {
         "models": [str(nnunet_folder)],
         "images": [str(i) for i in images],
-        "out": str(root / f"theirs_{device}"),
+        "out": str(out),
         "folds": [0],
         "mirroring": True,
         "threads": threads,
         "device": device,
     }
-    (root / f"job_{device}.json").write_text(json.dumps(job))
-    theirs = run_reference(
-        "interop_reference.py", "predict", str(root / f"job_{device}.json"), timeout_s=REFERENCE_TIMEOUT_S
-    )[str(nnunet_folder)]
+    job_file = out.with_suffix(".json")
+    job_file.write_text(json.dumps(job))
+    return run_reference("interop_reference.py", "predict", str(job_file), timeout_s=REFERENCE_TIMEOUT_S)[
+        str(nnunet_folder)
+    ]
+
+
+def reference_noise(first: dict, second: dict) -> list[dict]:
+    """Per case, how far nnU-Net v2's probabilities move between two of its own runs."""
+    rows = []
+    for one, other in zip(first["probabilities"], second["probabilities"], strict=True):
+        difference = probability_difference(one, other)
+        rows.append(
+            {
+                "max_probability_difference": float(difference.max()),
+                "fraction_over_1e-3": round(float((difference > 1e-3).mean()), 5),
+            }
+        )
+    return rows
+
+
+def bench_device(
+    device: str,
+    nnunet_folder: Path,
+    imported: Path,
+    images: list[Path],
+    root: Path,
+    args: argparse.Namespace,
+) -> dict:
+    threads = args.threads
+    theirs = run_nnunet(device, nnunet_folder, images, root / f"theirs_{device}", threads)
     labels = load_dataset_json(imported / CONFIGURATION / "dataset.json").foreground_labels
     result = {}
     for precision in ("fp32", "auto"):
@@ -208,6 +214,10 @@ def bench_device(
             **memory(ours, theirs),
         }
         print(f"{device} {precision}: {json.dumps(result[precision])}", flush=True)
+    if args.repeat_reference:
+        again = run_nnunet(device, nnunet_folder, images, root / f"theirs_{device}_again", threads)
+        result["nnunet_against_itself"] = reference_noise(theirs, again)
+        print(f"{device} nnU-Net against itself: {json.dumps(result['nnunet_against_itself'])}", flush=True)
     result["profile_auto"] = spawn_ours(imported, images[:1], root / "profile", device, threads, "--profile")
     return result
 
@@ -226,6 +236,11 @@ def parse_arguments() -> argparse.Namespace:
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the CPU, and CUDA if present"
     )
     parser.add_argument("--train-iterations", type=int, default=40, help="our training of the start weights")
+    parser.add_argument(
+        "--repeat-reference",
+        action="store_true",
+        help="run nnU-Net v2 twice and report how far its own probabilities move between runs",
+    )
     parser.add_argument("--keep", type=Path, help="work folder to keep and reuse (default: a temporary one)")
     parser.add_argument("--worker", nargs="+", metavar="PATH", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
@@ -251,8 +266,7 @@ def main() -> None:
         make_case(root / "cases", f"case{index}", (40, 160, 160), 20 + index) for index in range(args.cases)
     ]
     results = {
-        device: bench_device(device, nnunet_folder, imported, images, root, args.threads)
-        for device in devices
+        device: bench_device(device, nnunet_folder, imported, images, root, args) for device in devices
     }
     print(json.dumps({"benchmark": "parity", "threads": args.threads, **results}))
 

@@ -22,13 +22,18 @@ about 390 windows × 8 mirrored passes per tool: hours on a small CPU. So by def
 the same plans with every stage's feature count divided by --large-width-divisor (its own model,
 trained the same way): window count, accumulators, resampling, export and I/O are a real large case's,
 the convolutions are cheaper, so its speed ratio is lower than the full network's. Pass
---large-width-divisor 1 for the real network (the CT case's model; minutes on a GPU). Both tools
-predict from the same weights in the same run. Models train on --device.
+--large-width-divisor 1 for the real network (the CT case's model; minutes on a GPU). "coarse" is the
+full network on a large case with fewer windows, as when a model planned on coarse data (such as fast
+whole-body models) meets a thin-slice scan: --large-shape voxels at 1 x 0.75 x 0.75 mm, predicted by a
+model planned and trained on the CT preset at 3 x 1.5 x 1.5 mm, so both tools resample the volume to a
+third of its slices and half its rows and columns, and the probabilities back (about 24 windows).
+Both tools predict from the same weights in the same run. Models train on --device.
 Target (issue 4): ≥3× nnU-Net v2's speed with mirroring on, Dice agreement ≥ 0.999, no more peak memory.
 
 Usage, from the repository root (reference env in $NNSVC_PARITY_PYTHON or its default place):
-  python -m benchmarks.predict [--cases ct large] [--device cpu|cuda] [--threads N] [--train-iterations N]
-                               [--large-shape Z Y X] [--large-width-divisor D] [--keep DIR]
+  python -m benchmarks.predict [--cases ct large coarse] [--device cpu|cuda] [--threads N]
+                               [--train-iterations N] [--large-shape Z Y X] [--large-width-divisor D]
+                               [--keep DIR]
 --keep DIR keeps (and on a rerun reuses) the trained models and cases. The last stdout line is JSON.
 """
 
@@ -69,18 +74,27 @@ ITERATIONS_PER_EPOCH = 4
 # tenth of the planned 48 x 160 x 192 per iteration; prediction uses the planned patch.
 TRAINING_PATCH = (16, 96, 96)
 REFERENCE_TIMEOUT_S = 6 * 3600
+# the "coarse" case: a thin-slice scan predicted by a model planned on coarser data
+THIN_SLICE_SPACING = (1.0, 0.75, 0.75)
+COARSE_MODEL_SPACING = (3.0, 1.5, 1.5)
 
 
-def make_model(root: Path, width_divisor: int, iterations: int, device: str = "cpu") -> Path:
-    """Plan generated CT-like cases (3d_fullres), divide the feature counts by `width_divisor`, train
-    fold 0 on `device` for `iterations` iterations on TRAINING_PATCH, then make its best epoch the final
-    checkpoint, with the planned patch size back in the plans; returns the model folder. Reused when
-    there."""
+def make_model(
+    root: Path,
+    width_divisor: int,
+    iterations: int,
+    device: str = "cpu",
+    spacing_mm: tuple[float, float, float] = PRESETS["ct"].spacing_mm,
+) -> Path:
+    """Plan generated CT-like cases at `spacing_mm` (3d_fullres), divide the feature counts by
+    `width_divisor`, train fold 0 on `device` for `iterations` iterations on TRAINING_PATCH, then make
+    its best epoch the final checkpoint, with the planned patch size back in the plans; returns the
+    model folder. Reused when there."""
     model = root / "model"
     checkpoint_path = model / CONFIGURATION / "fold_0" / FINAL
     if checkpoint_path.is_file():
         return model
-    generate_dataset(root / "raw", replace(PRESETS["ct"], num_cases=5), seed=11)
+    generate_dataset(root / "raw", replace(PRESETS["ct"], num_cases=5, spacing_mm=spacing_mm), seed=11)
     plan_and_preprocess(root / "raw", root / "pre", PlanOptions(workers=1, configurations=(CONFIGURATION,)))
     plans = json.loads((root / "pre" / "plans.json").read_text())
     configuration = plans["configurations"][CONFIGURATION]
@@ -108,10 +122,18 @@ def make_model(root: Path, width_divisor: int, iterations: int, device: str = "c
     return model
 
 
-def make_case(folder: Path, name: str, shape: tuple[int, int, int], seed: int) -> Path:
+def make_case(
+    folder: Path,
+    name: str,
+    shape: tuple[int, int, int],
+    seed: int,
+    spacing_mm: tuple[float, float, float] = PRESETS["ct"].spacing_mm,
+) -> Path:
     path = folder / f"{name}_0000.nii.gz"
     if not path.is_file():
-        spec = replace(PRESETS["ct"], shape=shape, spacing_jitter=0.05, shape_jitter=0.0)
+        spec = replace(
+            PRESETS["ct"], shape=shape, spacing_mm=spacing_mm, spacing_jitter=0.05, shape_jitter=0.0
+        )
         channels, _, geometry = draw_case(spec, np.random.default_rng(seed))
         write_image(channels[0], geometry, path)
     return path
@@ -129,33 +151,44 @@ def timed(stages: dict[str, float], name: str, function: Callable[..., Any]) -> 
     return wrapper
 
 
-def run_ours(model_dir: Path, image: Path, out_dir: Path, device: str, precision: str) -> dict:
-    """Worker body (a fresh process): one case through `Predictor.predict_to_file`, timed by stage."""
-    predictor = Predictor.from_model_dir(model_dir, CONFIGURATION, device=device, precision=precision)
+def time_predictions(
+    predictor: Predictor, cases: list[tuple[Path, Path]], probabilities: bool = False
+) -> dict:
+    """Each (image, segmentation path) through `predict_to_file` in turn, in this process: wall and CPU
+    seconds per case, seconds per stage over all cases, and the peak resident memory (reset here, after
+    the model loaded; the resident memory at the reset is returned too) and peak GPU memory."""
     stages: dict[str, float] = {}
     predictor.preprocess = timed(stages, "preprocess_s", predictor.preprocess)
     predictor.predict_logits = timed(stages, "sliding_window_s", predictor.predict_logits)
-    out = out_dir / image.name.replace("_0000", "")
-    out_dir.mkdir(parents=True, exist_ok=True)
     on_gpu = predictor.device.type == "cuda"
     baseline = reset_peak_rss()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    start, start_cpu = time.perf_counter(), cpu_seconds()
-    predictor.predict_to_file([image], out)
-    if on_gpu:
-        torch.cuda.synchronize()
-    seconds, used_cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
-    stages["read_export_write_s"] = seconds - sum(stages.values())
+    seconds, used_cpu, segmentations = [], [], []
+    for image, out in cases:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        start, start_cpu = time.perf_counter(), cpu_seconds()
+        segmentations.append(str(predictor.predict_to_file([image], out, probabilities)))
+        if on_gpu:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+        used_cpu.append(cpu_seconds() - start_cpu)
+    stages["read_export_write_s"] = sum(seconds) - sum(stages.values())
     return {
         "seconds": seconds,
         "cpu_seconds": used_cpu,
         "peak_rss_mb": peak_rss_mb(),
         "baseline_rss_mb": baseline,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
-        "stages": stages,
-        "segmentation": str(out),
+        "stages_s": stages,
+        "segmentations": segmentations,
     }
+
+
+def run_ours(model_dir: Path, image: Path, out_dir: Path, device: str, precision: str) -> dict:
+    """Worker body (a fresh process): one case through our Predictor, timed by `time_predictions`."""
+    predictor = Predictor.from_model_dir(model_dir, CONFIGURATION, device=device, precision=precision)
+    return time_predictions(predictor, [(image, out_dir / image.name.replace("_0000", ""))])
 
 
 def agreement(ours: str, theirs: str, labels: list[int]) -> dict[int, float]:
@@ -192,19 +225,19 @@ def bench_case(name: str, model_dir: Path, image: Path, root: Path, args: argpar
     pairs = (("ours", ours), ("nnunet", theirs))
     result = {
         "shape": list(sitk.ReadImage(str(image)).GetSize())[::-1],
-        "ours_s": round(ours["seconds"], 2),
+        "ours_s": round(ours["seconds"][0], 2),
         "nnunet_s": round(theirs["seconds"], 2),
-        "speedup": round(theirs["seconds"] / ours["seconds"], 2),
-        "ours_cpu_s": round(ours["cpu_seconds"], 2),
+        "speedup": round(theirs["seconds"] / ours["seconds"][0], 2),
+        "ours_cpu_s": round(ours["cpu_seconds"][0], 2),
         "nnunet_cpu_s": round(theirs["cpu_seconds"], 2),
-        "cpu_speedup": round(theirs["cpu_seconds"] / ours["cpu_seconds"], 2),
+        "cpu_speedup": round(theirs["cpu_seconds"] / ours["cpu_seconds"][0], 2),
         "ours_peak_rss_mb": round(ours["peak_rss_mb"]),
         "nnunet_peak_rss_mb": round(theirs["peak_rss_mb"]),
         "ours_baseline_rss_mb": round(ours["baseline_rss_mb"]),
         "nnunet_baseline_rss_mb": round(theirs["baseline_rss_mb"]),
         **{f"{who}_peak_gpu_mb": round(r["peak_gpu_mb"]) for who, r in pairs if r["peak_gpu_mb"] is not None},
-        "ours_stages_s": {k: round(v, 2) for k, v in ours["stages"].items()},
-        "dice": agreement(ours["segmentation"], theirs["segmentation"], list(labels)),
+        "ours_stages_s": {k: round(v, 2) for k, v in ours["stages_s"].items()},
+        "dice": agreement(ours["segmentations"][0], theirs["segmentation"], list(labels)),
     }
     print(f"{name}: {json.dumps(result)}", flush=True)
     return result
@@ -219,9 +252,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--cases",
         nargs="+",
-        choices=["ct", "large"],
+        choices=["ct", "large", "coarse"],
         default=["ct", "large"],
-        help="which cases (default both)",
+        help="which cases (default ct and large)",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="both tools' device")
     parser.add_argument(
@@ -268,6 +301,10 @@ def main() -> None:
         model = make_model(folder, divisor, args.train_iterations, args.device)
         image = make_case(root / "cases", "large", tuple(args.large_shape), 6)
         results["large"] = {"width_divisor": divisor, **bench_case("large", model, image, root, args)}
+    if "coarse" in args.cases:
+        model = make_model(root / "coarse", 1, args.train_iterations, args.device, COARSE_MODEL_SPACING)
+        image = make_case(root / "cases", "coarse", tuple(args.large_shape), 7, THIN_SLICE_SPACING)
+        results["coarse"] = bench_case("coarse", model, image, root, args)
     print(
         json.dumps({"benchmark": "predict", "threads": args.threads, "precision": args.precision, **results})
     )

@@ -20,11 +20,10 @@ network's instance norms are replaced, keeping their parameters:
   on it: nnU-Net's float16 accumulator turns any difference in the last bits into a rounding step of
   up to 1e-3 in probability).
 
-On CUDA the network runs as nnU-Net v2 runs it (float16 autocast, standard layout, cuDNN's
-autotuning on: it searches each convolution's fastest algorithm once per shape, and all windows share
-one; `benchmarks.network_forward --device cuda` times it off and on). Whatever the
-precision inside, the logits come back as float32 in the standard layout, so that mirrored predictions
-are summed and weighted without rounding to 8 or 11 bits on every addition.
+On CUDA the network runs in float16 autocast and the standard layout, as nnU-Net v2 runs it, but with
+cuDNN's autotuning off (see NetworkRunner). Whatever the precision inside, the logits come back as
+float32 in the standard layout, so that mirrored predictions are summed and weighted without rounding
+to 8 or 11 bits on every addition.
 """
 
 from __future__ import annotations
@@ -105,14 +104,17 @@ def channels_last_norm(
 
 
 class NetworkRunner:
-    """The network as the sliding window calls it: (B, C, *patch) → float32 (B, K, *patch)."""
+    """The network as the sliding window calls it: (B, C, *patch) → float32 (B, K, *patch).
+
+    cuDNN's autotuning stays off, where nnU-Net v2 turns it on: on an H200 it made no pass faster
+    (`benchmarks.network_forward --device cuda`) and cost each process about a second on its first
+    window, which doubled a small case's time.
+    """
 
     def __init__(self, network: nn.Module, device: torch.device, precision: str = "auto") -> None:
         self.device = device
         self.autocast = autocast_dtype(device, precision)
         self.memory_format = torch.contiguous_format
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # as nnU-Net v2: every window has the same shape
         network.to(device).eval()
         norm = channels_last_norm(device, self.autocast, precision)
         conv_dims = {m.weight.ndim for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)}
