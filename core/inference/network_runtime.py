@@ -20,10 +20,10 @@ network's instance norms are replaced, keeping their parameters:
   on it: nnU-Net's float16 accumulator turns any difference in the last bits into a rounding step of
   up to 1e-3 in probability).
 
-On CUDA the network runs in float16 autocast and the standard layout, as nnU-Net v2 runs it, but with
-cuDNN's autotuning off (see NetworkRunner). Whatever the precision inside, the logits come back as
-float32 in the standard layout, so that mirrored predictions are summed and weighted without rounding
-to 8 or 11 bits on every addition.
+On CUDA the network runs in float16 autocast and the standard layout, as nnU-Net v2 runs it, but
+without turning cuDNN's autotuning on (see NetworkRunner). Whatever the precision inside, the logits
+come back as float32 in the standard layout, so that mirrored predictions are summed and weighted
+without rounding to 8 or 11 bits on every addition.
 """
 
 from __future__ import annotations
@@ -106,9 +106,10 @@ def channels_last_norm(
 class NetworkRunner:
     """The network as the sliding window calls it: (B, C, *patch) → float32 (B, K, *patch).
 
-    cuDNN's autotuning stays off, where nnU-Net v2 turns it on: on an H200 it made no pass faster
-    (`benchmarks.network_forward --device cuda`) and cost each process about a second on its first
-    window, which doubled a small case's time.
+    Prediction does not turn cuDNN's autotuning on, where nnU-Net v2 does: on an H200 it made no pass
+    faster (`benchmarks.network_forward --device cuda`) and cost each process about a second on its
+    first window, which doubled a small case's time. The flag is process-wide, so a process that
+    trained on CUDA before (core.training.trainer turns it on) predicts with it on.
     """
 
     def __init__(self, network: nn.Module, device: torch.device, precision: str = "auto") -> None:
