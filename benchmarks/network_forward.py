@@ -15,7 +15,7 @@ norm per channel (`groups`) or ours; on CUDA each with cudnn.benchmark off and o
 in these passes, and these are the choices `core.inference.network_runtime` makes.
 
 Usage: python -m benchmarks.network_forward [--device cpu|cuda] [--batches 1 2 4] [--repeats N]
-                                            [--volume Z Y X]
+                                            [--volume Z Y X] [--malloc-defaults]
 The last stdout line is one JSON object.
 """
 
@@ -48,6 +48,7 @@ from core.network import build_network
 from core.pipeline import PlanOptions, plan_and_preprocess
 from core.plans import ConfigurationPlan, load_plans
 from core.precision import autocast_dtype
+from core.process_memory import keep_freed_memory
 from core.synthetic import PRESETS, generate_dataset
 
 CONFIGURATION = "3d_fullres"
@@ -196,9 +197,16 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4], help="windows per pass")
     parser.add_argument("--repeats", type=int, default=10, help="timed passes per variant")
     parser.add_argument("--volume", type=int, nargs=3, default=(96, 320, 384), help="sliding-window volume")
+    parser.add_argument(
+        "--malloc-defaults",
+        action="store_true",
+        help="keep glibc's defaults, which unmap every freed activation, instead of keeping freed "
+        "memory for reuse as prediction does (core.process_memory)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(json.dumps(machine_card(args.device)), flush=True)
+    keeps_freed_memory = not args.malloc_defaults and keep_freed_memory()
+    print(json.dumps({**machine_card(args.device), "keeps_freed_memory": keeps_freed_memory}), flush=True)
     with tempfile.TemporaryDirectory() as work:
         configuration, classes = planned_configuration(Path(work))
     torch.manual_seed(0)

@@ -25,6 +25,7 @@ from celery import Celery
 
 from core.errors import ProblemsError
 from core.parallel import WorkerDiedError
+from core.process_memory import release_freed_memory
 from service.db.models import JobKind, JobStatus
 from service.settings import Settings
 from worker.context import JobContext
@@ -80,6 +81,7 @@ def run_claimed(settings: Settings, celery: Celery, claim: Claim, worker: str) -
             else:
                 outcome = success(reporter, result)
         record(settings, celery, claim, outcome, reporter.progress)
+    release_freed_memory()  # a finished job's freed memory goes back to the system
     return outcome
 
 

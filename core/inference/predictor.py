@@ -37,6 +37,7 @@ from core.plans import Plans, load_plans
 from core.precision_choices import PRECISION_CHOICES
 from core.preprocessed import CaseProperties
 from core.preprocessing import preprocess_case_arrays
+from core.process_memory import keep_freed_memory
 from core.training.checkpoints import FINAL, load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class Predictor:
             self.configuration, spec.num_channels + extra, self.layout.num_outputs, deep_supervision=False
         )
         self.network.load_state_dict(self.fold_weights[0])
+        keep_freed_memory()  # network passes reuse freed activations instead of faulting in fresh pages
         self.runner = NetworkRunner(self.network, self.device, precision)
         self.settings = SlidingWindowSettings(
             patch_size=tuple(self.configuration.patch_size),

@@ -43,6 +43,7 @@ from core.parallel import ProgressCallback, no_progress
 from core.plans import ConfigurationPlan, Plans, load_plans
 from core.precision import training_autocast_dtype
 from core.preprocessed import GT_FOLDER, list_cases
+from core.process_memory import keep_freed_memory
 from core.training.cascade import check_previous_stage, previous_stage_folder
 from core.training.checkpoints import (
     BEST,
@@ -232,6 +233,7 @@ class Trainer:
             nesterov=TRAINING_SGD_NESTEROV,
         )
         self.is_cuda = parts.device.type == "cuda"
+        keep_freed_memory()  # each step's activations reuse the last step's freed memory
         if self.is_cuda:
             # nnU-Net v2's setting: every batch has the patch's shape, so cuDNN's search per shape pays
             torch.backends.cudnn.benchmark = True
