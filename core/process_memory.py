@@ -6,7 +6,8 @@ activations, so each new tensor is fresh memory that the kernel faults in and ze
 writing a new 94 MB tensor took 26 ms on the EPYC, against 3 ms for the same write into a reused one.
 With mmap turned off for such blocks (M_MMAP_MAX 0) and a high trim threshold, freed blocks stay in
 the heap and the next pass reuses them: a bfloat16 pass of the default 3d_fullres network went from
-2.36 to 1.88 s there, a float32 pass from 7.4 to 5.6 s (`benchmarks.network_forward` on the CPU).
+2.32 to 1.88 s there, a float32 pass from 6.61 to 4.42 s (`benchmarks.network_forward` on the CPU,
+with and without `--malloc-defaults`).
 
 The cost is that the process's resident memory stays near its high-water mark after a large job;
 `release_freed_memory` hands the free pages back (the worker calls it after every job). Both are
